@@ -1,0 +1,29 @@
+"""Apache Airflow provider for every Kubernetes batch-Job pattern."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider to Airflow's provider manager (entry point ``apache_airflow_provider``)."""
+    return {
+        "package-name": "airflow-batchjob",
+        "name": "Kubernetes Batch Jobs",
+        "description": "Run every Kubernetes batch-Job pattern (template expansion, work queues, "
+        "Indexed Jobs, plain Jobs) from Airflow, with watch-based deferrable waiting.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Kubernetes Batch Jobs",
+                "external-doc-url": "https://kubernetes.io/docs/concepts/workloads/controllers/job/",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [],
+        "sensors": [],
+        "triggers": [],
+        "hooks": [],
+    }

@@ -1,0 +1,220 @@
+"""One shared watch on the Jobs of a namespace, for every waiter in this process.
+
+A triggerer may hold a thousand deferred tasks waiting on Jobs; a watch each would mean a
+thousand open connections to the apiserver. Instead every waiter subscribes to the one
+:class:`NamespaceWatch` of its (connection, namespace) in its event loop; the watch lists once,
+then follows events from the last ``resourceVersion`` (resuming after dropped connections and
+re-listing after ``410 Gone``), and hands each subscriber the Jobs it matches. The watch stops
+when its last subscriber leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import client as aclient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+Job = dict[str, Any]
+Matcher = Callable[[Job], bool]
+ClientFactory = Callable[[], Awaitable[aclient.ApiClient]]
+
+WATCH_TIMEOUT_SECONDS = 290  # the apiserver ends a watch after this; we resume from the last version
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A waiter's view of the shared watch: a queue of updates for the Jobs it matches.
+
+    Each update is ``(event, job)`` with event ADDED / MODIFIED / DELETED, or ``("SYNC", None)``
+    after a (re)list, when :attr:`jobs` holds the complete current set of matching Jobs.
+    """
+
+    match: Matcher
+    queue: asyncio.Queue[tuple[str, Job | None]] = field(default_factory=asyncio.Queue)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    synced: bool = False
+
+    def _offer(self, event: str, job: Job) -> None:
+        if not self.match(job):
+            return
+        name = job["metadata"]["name"]
+        if event == "DELETED":
+            self.jobs.pop(name, None)
+        else:
+            self.jobs[name] = job
+        self.queue.put_nowait((event, job))
+
+    def _sync(self, jobs: list[Job]) -> None:
+        self.jobs = {j["metadata"]["name"]: j for j in jobs if self.match(j)}
+        self.synced = True
+        self.queue.put_nowait(("SYNC", None))
+
+
+class NamespaceWatch:
+    """Lists then watches ``batch/v1`` Jobs in one namespace and fans events out to subscribers."""
+
+    def __init__(self, api: aclient.ApiClient, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.subscribers: set[Subscription] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.resource_version: str | None = None
+        self._snapshot: dict[str, Job] | None = None  # current Jobs, so late subscribers start synced
+        self.requests = 0  # list + watch calls made, for diagnostics and benchmarks
+
+    def subscribe(self, match: Matcher) -> Subscription:
+        sub = Subscription(match)
+        self.subscribers.add(sub)
+        if self._snapshot is not None:
+            sub._sync(list(self._snapshot.values()))
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"job-watch-{self.namespace}"
+            )
+        return sub
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        self.subscribers.discard(sub)
+        if not self.subscribers and self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+            self.task = None
+
+    async def _list(self) -> None:
+        batch = aclient.BatchV1Api(self.api)
+        self.requests += 1
+        resp: Any = await batch.list_namespaced_job(self.namespace, _preload_content=False)
+        body = json.loads(await resp.read())
+        self.resource_version = body["metadata"]["resourceVersion"]
+        items = body.get("items") or []
+        self._snapshot = {j["metadata"]["name"]: j for j in items}
+        for sub in list(self.subscribers):
+            sub._sync(items)
+
+    async def _watch(self) -> None:
+        batch = aclient.BatchV1Api(self.api)
+        self.requests += 1
+        resp: Any = await batch.list_namespaced_job(
+            self.namespace,
+            watch=True,
+            resource_version=self.resource_version or "",
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_TIMEOUT_SECONDS,
+            _preload_content=False,
+            _request_timeout=WATCH_TIMEOUT_SECONDS + 30,
+        )
+        try:
+            async for line in resp.content:
+                if not line.strip():
+                    continue
+                ev = json.loads(line)
+                etype, obj = ev["type"], ev["object"]
+                if etype == "ERROR":
+                    if obj.get("code") == 410:  # our version was compacted: re-list
+                        self.resource_version = None
+                    return
+                self.resource_version = obj["metadata"]["resourceVersion"]
+                if etype == "BOOKMARK":
+                    continue
+                assert self._snapshot is not None
+                name = obj["metadata"]["name"]
+                if etype == "DELETED":
+                    self._snapshot.pop(name, None)
+                else:
+                    self._snapshot[name] = obj
+                for sub in list(self.subscribers):
+                    sub._offer(etype, obj)
+        finally:
+            resp.release()
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while self.subscribers:
+            try:
+                if self.resource_version is None:
+                    await self._list()
+                await self._watch()
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except ApiException as e:
+                if e.status == 410:
+                    self.resource_version = None
+                    continue
+                log.warning(
+                    "watch on jobs in %s: %s %s; retrying in %.1fs", self.namespace, e.status, e.reason, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception as e:  # dropped connection, apiserver restart
+                log.warning("watch on jobs in %s: %s; resuming in %.1fs", self.namespace, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+class WatchRegistry:
+    """The shared watches of one event loop, keyed by (connection id, namespace)."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, aclient.ApiClient] = {}
+        self.watches: dict[tuple[str, str], NamespaceWatch] = {}
+        self.lock = asyncio.Lock()
+
+    async def get(self, conn_id: str, namespace: str, factory: ClientFactory) -> NamespaceWatch:
+        async with self.lock:
+            if conn_id not in self.clients:
+                self.clients[conn_id] = await factory()
+            key = (conn_id, namespace)
+            if key not in self.watches:
+                self.watches[key] = NamespaceWatch(self.clients[conn_id], namespace)
+            return self.watches[key]
+
+    async def release(self, conn_id: str, namespace: str, sub: Subscription) -> None:
+        async with self.lock:
+            watch = self.watches.get((conn_id, namespace))
+            if watch is None:
+                return
+            await watch.unsubscribe(sub)
+            if not watch.subscribers:
+                del self.watches[(conn_id, namespace)]
+            if not any(k[0] == conn_id for k in self.watches):
+                api = self.clients.pop(conn_id, None)
+                if api is not None:
+                    await api.close()
+
+
+_registries: dict[asyncio.AbstractEventLoop, WatchRegistry] = {}
+
+
+def registry() -> WatchRegistry:
+    """The registry of the running event loop (the triggerer's, or a worker's ``asyncio.run``)."""
+    loop = asyncio.get_running_loop()
+    for stale in [k for k in _registries if k.is_closed()]:
+        del _registries[stale]
+    if loop not in _registries:
+        _registries[loop] = WatchRegistry()
+    return _registries[loop]
+
+
+@contextlib.asynccontextmanager
+async def subscription(
+    conn_id: str, namespace: str, match: Matcher, factory: ClientFactory
+) -> AsyncIterator[Subscription]:
+    """Subscribe to the shared watch for the duration of the block."""
+    reg = registry()
+    watch = await reg.get(conn_id, namespace, factory)
+    sub = watch.subscribe(match)
+    try:
+        yield sub
+    finally:
+        await reg.release(conn_id, namespace, sub)

@@ -1,0 +1,3 @@
+from localcluster.cluster import main
+
+main()

@@ -1,0 +1,605 @@
+"""Start and stop the embedded local cluster: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, the node agent, RabbitMQ and Redis, all on loopback.
+
+``python -m localcluster up`` starts everything (free ports, generated credentials), writes a
+kubeconfig and an env file with Airflow connections, and returns once the Node is Ready and
+the brokers answer. ``python -m localcluster down`` stops every process it started and removes
+its data directory. The binaries come from ``localcluster/build.sh`` (a versioned cache).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("BATCHJOB_CACHE", Path.home() / ".cache" / "airflow-batchjob"))
+K8S_VERSION = os.environ.get("K8S_VERSION", "v1.37.2")
+ETCD_VERSION = os.environ.get("ETCD_VERSION", "v3.6.16")
+KWOK_VERSION = os.environ.get("KWOK_VERSION", "v0.8.0")
+BIN = CACHE / f"k8s-{K8S_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}" / "bin"
+NODE_NAME = "batchjob-node"
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+CONTROLLERS = ",".join(
+    [
+        "job-controller",
+        "garbage-collector-controller",
+        "ttl-after-finished-controller",
+        "pod-garbage-collector-controller",
+        "namespace-controller",
+        "serviceaccount-controller",
+        "root-ca-certificate-publisher-controller",
+        "resourcequota-controller",
+        "cronjob-controller",
+    ]
+)
+
+
+def default_dir(name: str = "default") -> Path:
+    return Path(os.environ.get("BATCHJOB_CLUSTER_DIR", CACHE / "clusters" / name))
+
+
+@dataclass
+class State:
+    """What ``up`` started, saved in ``<dir>/cluster.json`` so ``down`` and tests find it."""
+
+    dir: str
+    ports: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    token: str = ""
+    redis_password: str = ""
+    rabbitmq_user: str = "batchjob"
+    rabbitmq_password: str = ""
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(Path(self.dir) / "admin.kubeconfig")
+
+    @property
+    def env_file(self) -> str:
+        return str(Path(self.dir) / "cluster.env")
+
+    def save(self) -> None:
+        path = Path(self.dir) / "cluster.json"
+        path.write_text(json.dumps(asdict(self), indent=1))
+        path.chmod(0o600)
+
+    @classmethod
+    def load(cls, d: Path) -> State | None:
+        path = d / "cluster.json"
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+    def connections(self) -> dict[str, str]:
+        """Airflow connections (``AIRFLOW_CONN_*``) and KUBECONFIG for tests and the demo."""
+        kube = {
+            "conn_type": "kubernetes",
+            "extra": {"kube_config_path": self.kubeconfig, "namespace": "default"},
+        }
+        redis = {
+            "conn_type": "redis",
+            "host": "127.0.0.1",
+            "port": self.ports["redis"],
+            "password": self.redis_password,
+            "extra": {"db": 0},
+        }
+        rabbit = {
+            "conn_type": "amqp",
+            "host": "127.0.0.1",
+            "port": self.ports["rabbitmq"],
+            "login": self.rabbitmq_user,
+            "password": self.rabbitmq_password,
+            "schema": "/",
+        }
+        return {
+            "KUBECONFIG": self.kubeconfig,
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(kube),
+            "AIRFLOW_CONN_REDIS_DEFAULT": json.dumps(redis),
+            "AIRFLOW_CONN_RABBITMQ_DEFAULT": json.dumps(rabbit),
+            "BATCHJOB_CLUSTER_DIR": self.dir,
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(
+    what: str, check: Callable[[], bool], timeout: float, logs: Path | None = None, pid: int | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid is not None and not _exists(pid):
+            timeout = 0
+            break
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    tail = ""
+    if logs and logs.exists():
+        tail = "\n".join(logs.read_text(errors="replace").splitlines()[-30:])
+    why = "exited" if timeout == 0 else f"not ready after {timeout:.0f}s"
+    raise RuntimeError(f"localcluster: {what} {why}; last lines of {logs}:\n{tail}")
+
+
+def run(cmd: list[str], **kw: object) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+
+
+def make_pki(pki: Path) -> None:
+    """A CA, the apiserver's serving cert, the node agent's kubelet cert, the SA signing key."""
+    pki.mkdir(parents=True, exist_ok=True)
+    run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=batchjob-local-ca",
+            "-keyout",
+            str(pki / "ca.key"),
+            "-out",
+            str(pki / "ca.crt"),
+        ]
+    )
+    for name, cn in (("apiserver", "kube-apiserver"), ("kubelet", NODE_NAME)):
+        ext = pki / f"{name}.ext"
+        ext.write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
+            f"DNS:kubernetes.default,DNS:{NODE_NAME}\nextendedKeyUsage=serverAuth,clientAuth\n"
+        )
+        run(
+            [
+                "openssl",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                f"/CN={cn}",
+                "-keyout",
+                str(pki / f"{name}.key"),
+                "-out",
+                str(pki / f"{name}.csr"),
+            ]
+        )
+        run(
+            [
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                str(pki / f"{name}.csr"),
+                "-CA",
+                str(pki / "ca.crt"),
+                "-CAkey",
+                str(pki / "ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "3650",
+                "-extfile",
+                str(ext),
+                "-out",
+                str(pki / f"{name}.crt"),
+            ]
+        )
+    run(["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"])
+
+
+def write_kubeconfig(st: State) -> None:
+    ca = base64.b64encode((Path(st.dir) / "pki" / "ca.crt").read_bytes()).decode()
+    kc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "batchjob",
+        "clusters": [
+            {
+                "name": "batchjob",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{st.ports['apiserver']}",
+                    "certificate-authority-data": ca,
+                },
+            }
+        ],
+        "users": [{"name": "admin", "user": {"token": st.token}}],
+        "contexts": [
+            {"name": "batchjob", "context": {"cluster": "batchjob", "user": "admin", "namespace": "default"}}
+        ],
+    }
+    Path(st.kubeconfig).write_text(json.dumps(kc, indent=1))
+    Path(st.kubeconfig).chmod(0o600)
+
+
+def spawn(st: State, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+    logs = Path(st.dir) / "logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / f"{name}.log", "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+            cwd=st.dir,
+        )
+    st.pids[name] = proc.pid
+    st.save()
+
+
+def api_get(st: State, path: str) -> bytes:
+    ctx = ssl.create_default_context(cafile=str(Path(st.dir) / "pki" / "ca.crt"))
+    req = urllib.request.Request(
+        f"https://127.0.0.1:{st.ports['apiserver']}{path}", headers={"Authorization": f"Bearer {st.token}"}
+    )
+    with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
+        return bytes(r.read())
+
+
+def start_control_plane(st: State) -> None:
+    d = Path(st.dir)
+    p = st.ports
+    pki = d / "pki"
+    spawn(
+        st,
+        "etcd",
+        [
+            str(BIN / "etcd"),
+            "--name=node0",
+            f"--data-dir={d / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{p['etcd']}",
+            f"--advertise-client-urls=http://127.0.0.1:{p['etcd']}",
+            f"--listen-peer-urls=http://127.0.0.1:{p['etcd_peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{p['etcd_peer']}",
+            f"--initial-cluster=node0=http://127.0.0.1:{p['etcd_peer']}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+            "--listen-metrics-urls=",
+            "--quota-backend-bytes=8589934592",
+        ],
+    )
+    wait_for(
+        "etcd",
+        lambda: b"true" in urllib.request.urlopen(f"http://127.0.0.1:{p['etcd']}/health", timeout=2).read(),
+        30,
+        d / "logs" / "etcd.log",
+        st.pids["etcd"],
+    )
+    (d / "tokens.csv").write_text(f'{st.token},admin,admin,"system:masters"\n')
+    (d / "tokens.csv").chmod(0o600)
+    spawn(
+        st,
+        "kube-apiserver",
+        [
+            str(BIN / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p['apiserver']}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--token-auth-file={d / 'tokens.csv'}",
+            "--anonymous-auth=false",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.key'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--disable-admission-plugins=TaintNodesByCondition",
+            f"--kubelet-client-certificate={pki / 'apiserver.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--profiling=false",
+            "--v=1",
+        ],
+    )
+    wait_for(
+        "kube-apiserver",
+        lambda: api_get(st, "/readyz") == b"ok",
+        90,
+        d / "logs" / "kube-apiserver.log",
+        st.pids["kube-apiserver"],
+    )
+    spawn(
+        st,
+        "kube-controller-manager",
+        [
+            str(BIN / "kube-controller-manager"),
+            f"--kubeconfig={st.kubeconfig}",
+            "--leader-elect=false",
+            f"--secure-port={p['controller_manager']}",
+            "--bind-address=127.0.0.1",
+            "--use-service-account-credentials=false",
+            f"--controllers={CONTROLLERS}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--authentication-kubeconfig={st.kubeconfig}",
+            f"--authorization-kubeconfig={st.kubeconfig}",
+            "--concurrent-job-syncs=10",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--v=1",
+        ],
+    )
+    spawn(
+        st,
+        "kube-scheduler",
+        [
+            str(BIN / "kube-scheduler"),
+            f"--kubeconfig={st.kubeconfig}",
+            "--leader-elect=false",
+            f"--secure-port={p['scheduler']}",
+            "--bind-address=127.0.0.1",
+            f"--authentication-kubeconfig={st.kubeconfig}",
+            f"--authorization-kubeconfig={st.kubeconfig}",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--v=1",
+        ],
+    )
+    spawn(
+        st,
+        "nodeagent",
+        [
+            sys.executable,
+            "-m",
+            "localcluster.nodeagent",
+            f"--kubeconfig={st.kubeconfig}",
+            f"--node-name={NODE_NAME}",
+            f"--workdir={d / 'node'}",
+            f"--port={p['kubelet']}",
+            f"--cert={pki / 'kubelet.crt'}",
+            f"--key={pki / 'kubelet.key'}",
+        ],
+        env={"PYTHONPATH": str(ROOT)},
+    )
+
+
+def start_redis(st: State) -> None:
+    d = Path(st.dir) / "redis"
+    d.mkdir()
+    conf = d / "redis.conf"
+    conf.write_text(
+        f"bind 127.0.0.1\nport {st.ports['redis']}\nrequirepass {st.redis_password}\n"
+        f'dir {d}\nappendonly yes\nappendfsync everysec\nsave ""\ndaemonize no\n'
+        'protected-mode yes\nlogfile ""\n'
+    )
+    conf.chmod(0o600)
+    spawn(st, "redis", [shutil.which("redis-server") or "redis-server", str(conf)])
+
+
+def start_rabbitmq(st: State) -> None:
+    d = Path(st.dir) / "rabbitmq"
+    d.mkdir()
+    conf = d / "rabbitmq.conf"
+    conf.write_text(
+        f"listeners.tcp.1 = 127.0.0.1:{st.ports['rabbitmq']}\n"
+        f"default_user = {st.rabbitmq_user}\ndefault_pass = {st.rabbitmq_password}\n"
+        "loopback_users = none\nlog.console = true\nlog.console.level = warning\nlog.file = false\n"
+    )
+    conf.chmod(0o600)
+    (d / "enabled_plugins").write_text("[].\n")
+    env = {
+        "HOME": str(d),
+        "RABBITMQ_NODENAME": f"batchjob{st.ports['rabbitmq']}@localhost",
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(st.ports["rabbitmq"]),
+        "RABBITMQ_DIST_PORT": str(st.ports["rabbitmq_dist"]),
+        "ERL_EPMD_PORT": str(st.ports["epmd"]),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq"),
+        "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(d / "log"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+        "RABBITMQ_PID_FILE": str(d / "rabbitmq.pid"),
+        "RABBITMQ_USE_LONGNAME": "false",
+    }
+    (d / "env.json").write_text(json.dumps(env))
+    # The Debian wrapper in /usr/sbin switches to the rabbitmq user; run the real script as ourselves.
+    spawn(st, "rabbitmq", [RABBITMQ_SERVER], env=env)
+
+
+def redis_ping(st: State) -> bool:
+    with socket.create_connection(("127.0.0.1", st.ports["redis"]), timeout=1) as s:
+        s.sendall(f"AUTH {st.redis_password}\r\nPING\r\n".encode())
+        time.sleep(0.05)
+        return b"+PONG" in s.recv(100)
+
+
+def node_ready(st: State) -> bool:
+    node = json.loads(api_get(st, f"/api/v1/nodes/{NODE_NAME}"))
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+
+
+def default_sa(st: State) -> bool:
+    api_get(st, "/api/v1/namespaces/default/serviceaccounts/default")
+    return True
+
+
+def up(d: Path) -> State:
+    """Start everything, or return the running cluster if ``d`` already holds a live one."""
+    existing = State.load(d)
+    if existing and alive(existing):
+        return existing
+    if existing:
+        down(d)
+    if not (BIN / "kube-apiserver").exists():
+        raise SystemExit(f"localcluster: binaries missing in {BIN}; run localcluster/build.sh first")
+    for tool in ("unshare", "openssl", "redis-server", RABBITMQ_SERVER):
+        if not shutil.which(tool):
+            raise SystemExit(f"localcluster: {tool} not found; run scripts/setup.sh first")
+    d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o700)
+    names = (
+        "etcd",
+        "etcd_peer",
+        "apiserver",
+        "controller_manager",
+        "scheduler",
+        "kubelet",
+        "redis",
+        "rabbitmq",
+        "rabbitmq_dist",
+        "epmd",
+    )
+    st = State(
+        dir=str(d),
+        ports={n: free_port() for n in names},
+        token=secrets.token_hex(24),
+        redis_password=secrets.token_hex(16),
+        rabbitmq_password=secrets.token_hex(16),
+    )
+    st.save()
+    t0 = time.monotonic()
+    make_pki(d / "pki")
+    write_kubeconfig(st)
+    start_redis(st)
+    start_rabbitmq(st)
+    try:
+        start_control_plane(st)
+        wait_for("node", lambda: node_ready(st), 60, d / "logs" / "nodeagent.log", st.pids["nodeagent"])
+        wait_for(
+            "default service account", lambda: default_sa(st), 60, d / "logs" / "kube-controller-manager.log"
+        )
+        wait_for("redis", lambda: redis_ping(st), 30, d / "logs" / "redis.log", st.pids["redis"])
+        wait_for(
+            "rabbitmq",
+            lambda: port_open(st.ports["rabbitmq"]),
+            90,
+            d / "logs" / "rabbitmq.log",
+            st.pids["rabbitmq"],
+        )
+    except BaseException:
+        down(d)
+        raise
+    lines = [f"export {k}={shell_quote(v)}" for k, v in st.connections().items()]
+    Path(st.env_file).write_text("\n".join(lines) + "\n")
+    Path(st.env_file).chmod(0o600)
+    print(
+        f"localcluster: up in {time.monotonic() - t0:.1f}s (apiserver https://127.0.0.1:{st.ports['apiserver']},"
+        f" kubeconfig {st.kubeconfig}, env {st.env_file})",
+        file=sys.stderr,
+    )
+    return st
+
+
+def shell_quote(v: str) -> str:
+    return "'" + v.replace("'", "'\"'\"'") + "'"
+
+
+def alive(st: State) -> bool:
+    for pid in st.pids.values():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+    try:
+        return api_get(st, "/readyz") == b"ok"
+    except Exception:
+        return False
+
+
+def down(d: Path) -> None:
+    """Stop every process ``up`` started (their whole process groups) and remove the data dir."""
+    st = State.load(d)
+    if st:
+        groups = list(st.pids.values())
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in groups:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, sig)
+            deadline = time.monotonic() + 10
+            while sig == signal.SIGTERM and time.monotonic() < deadline and any(_exists(p) for p in groups):
+                time.sleep(0.1)
+        sweep_containers(d)
+        epmd = shutil.which("epmd")
+        if epmd and "epmd" in st.ports:
+            subprocess.run(
+                [epmd, "-kill"],
+                env={**os.environ, "ERL_EPMD_PORT": str(st.ports["epmd"])},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie of ours counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def sweep_containers(d: Path) -> None:
+    """Kill container process groups the node agent left running (it records each in ``node/pids``)."""
+    for f in (d / "node" / "pids").glob("*"):
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            os.killpg(int(f.name), signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=["up", "down", "env", "status"])
+    p.add_argument(
+        "--dir", type=Path, default=None, help="data dir (default $BATCHJOB_CLUSTER_DIR or the cache)"
+    )
+    a = p.parse_args(argv)
+    d = (a.dir or default_dir()).resolve()
+    if a.command == "up":
+        st = up(d)
+        print(st.env_file)
+    elif a.command == "down":
+        down(d)
+    elif a.command == "env":
+        st0 = State.load(d)
+        if not st0:
+            raise SystemExit(f"localcluster: no cluster in {d}")
+        print(Path(st0.env_file).read_text(), end="")
+    else:
+        st0 = State.load(d)
+        print("up" if st0 and alive(st0) else "down")
+        sys.exit(0 if st0 and alive(st0) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install and build everything the demo and the tests need; idempotent and cached.
+#   - Debian packages: redis-server, rabbitmq-server, util-linux (unshare), openssl
+#   - a virtualenv keyed by the hash of pyproject.toml under ~/.cache/airflow-batchjob
+#   - the local cluster's Go binaries (localcluster/build.sh, cached by version)
+# Prints the venv path on its last line so callers can `VENV=$(scripts/setup.sh | tail -1)`.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
+mkdir -p "$CACHE"
+log() { echo "setup: $*" >&2; }
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v rabbitmq-server >/dev/null || need_apt+=(rabbitmq-server)
+command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v openssl >/dev/null || need_apt+=(openssl)
+if ((${#need_apt[@]})); then
+  log "apt-get install ${need_apt[*]}"
+  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq >&2 || true
+  # Do not let the packages start their own system services: the local cluster starts its own.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null; $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+KEY=$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-12)
+VENV=$CACHE/venv-$($PY -c 'import sys; print("py%d%d" % sys.version_info[:2])')-$KEY
+if [[ ! -f $VENV/.complete ]]; then
+  log "creating $VENV (pip install .[dev])"
+  rm -rf "$VENV"
+  $PY -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >&2
+  "$VENV/bin/pip" install -q -e "$ROOT[dev]" >&2
+  touch "$VENV/.complete"
+fi
+# The venv outlives a clone; point its editable install at this checkout (fast, no deps).
+if ! "$VENV/bin/python" -c "import airflow_batchjob, sys; sys.exit(0 if airflow_batchjob.__file__.startswith('$ROOT/') else 1)" 2>/dev/null; then
+  "$VENV/bin/pip" install -q --no-deps -e "$ROOT" >&2
+fi
+
+"$ROOT/localcluster/build.sh" >&2
+echo "$VENV"
