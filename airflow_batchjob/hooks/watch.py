@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 Job = dict[str, Any]
 Matcher = Callable[[Job], bool]
-ClientFactory = Callable[[], Awaitable[aclient.ApiClient]]
+ClientFactory = Callable[[str], AbstractAsyncContextManager[aclient.ApiClient]]
 
 WATCH_TIMEOUT_SECONDS = 290  # the apiserver ends a watch after this; we resume from the last version
 
@@ -166,17 +167,19 @@ class WatchRegistry:
     """The shared watches of one event loop, keyed by (connection id, namespace)."""
 
     def __init__(self) -> None:
-        self.clients: dict[str, aclient.ApiClient] = {}
+        self.clients: dict[str, tuple[aclient.ApiClient, contextlib.AsyncExitStack]] = {}
         self.watches: dict[tuple[str, str], NamespaceWatch] = {}
         self.lock = asyncio.Lock()
 
     async def get(self, conn_id: str, namespace: str, factory: ClientFactory) -> NamespaceWatch:
         async with self.lock:
             if conn_id not in self.clients:
-                self.clients[conn_id] = await factory()
+                stack = contextlib.AsyncExitStack()
+                api = await stack.enter_async_context(factory(conn_id))
+                self.clients[conn_id] = (api, stack)
             key = (conn_id, namespace)
             if key not in self.watches:
-                self.watches[key] = NamespaceWatch(self.clients[conn_id], namespace)
+                self.watches[key] = NamespaceWatch(self.clients[conn_id][0], namespace)
             return self.watches[key]
 
     async def release(self, conn_id: str, namespace: str, sub: Subscription) -> None:
@@ -188,9 +191,9 @@ class WatchRegistry:
             if not watch.subscribers:
                 del self.watches[(conn_id, namespace)]
             if not any(k[0] == conn_id for k in self.watches):
-                api = self.clients.pop(conn_id, None)
-                if api is not None:
-                    await api.close()
+                entry = self.clients.pop(conn_id, None)
+                if entry is not None:
+                    await entry[1].aclose()
 
 
 _registries: dict[asyncio.AbstractEventLoop, WatchRegistry] = {}

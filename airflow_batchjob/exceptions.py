@@ -1,0 +1,35 @@
+"""Exceptions of the provider: typed, so ``ExceptionRetryPolicy`` rules can name them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class BatchJobError(AirflowException):
+    """Base of the provider's runtime errors."""
+
+
+class JobFailedError(BatchJobError):
+    """The Job failed; ``outcome`` is the JSON-safe outcome dict. A retry runs the Job again."""
+
+    def __init__(self, message: str, outcome: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class JobDeletedError(BatchJobError):
+    """The Job was deleted (or replaced) while being waited on."""
+
+
+class JobTimeoutError(BatchJobError):
+    """The wait passed its deadline."""
+
+
+class InvalidJobTemplateError(AirflowFailException, ValueError):
+    """Bad parameters or template: a retry cannot fix it, so the task fails without retrying."""
+
+
+class JobFailedSensorError(JobFailedError, AirflowFailException):
+    """Raised by sensors, so ``soft_fail`` behaves alike in poke and deferrable mode."""

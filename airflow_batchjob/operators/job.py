@@ -1,0 +1,401 @@
+"""BatchJobOperator: run one Kubernetes Job (one Pod, or a fixed completion count) from a task.
+
+The Job's name is derived from the task instance (dag, task, run, map index), so a retry or a
+restarted worker finds the Job it already created instead of creating a second one: a running Job
+is adopted and waited on; a finished one is replaced by a fresh Job (a retry or a clear means run
+again) unless ``reuse_succeeded=True`` and it succeeded. Waiting is a watch, deferred to the
+triggerer by default; ``deferrable=False`` runs the same watch in the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+
+from airflow.sdk import BaseOperator
+from kubernetes.client.rest import ApiException
+
+from airflow_batchjob.core import naming
+from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
+from airflow_batchjob.core.spec import ContainerParams, JobOverrides, build_job, load_template
+from airflow_batchjob.exceptions import (
+    BatchJobError,
+    InvalidJobTemplateError,
+    JobDeletedError,
+    JobFailedError,
+    JobTimeoutError,
+)
+from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.triggers.job import JobTrigger, wait_for_job
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DeletePolicy = Literal["never", "on_success", "always"]
+_DELETE_POLICIES = ("never", "on_success", "always")
+_PROPAGATION = ("Background", "Foreground", "Orphan")
+
+
+def _seconds(value: dt.timedelta | float | None) -> float | None:
+    return value.total_seconds() if isinstance(value, dt.timedelta) else value
+
+
+class BaseBatchJobOperator(BaseOperator):
+    """What every pattern's operator shares: connection, namespace, waiting, cleanup, failure logs."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str | None = None,
+        kubernetes_conn_id: str = "kubernetes_default",
+        deferrable: bool = True,
+        delete_on_finish: DeletePolicy = "never",
+        propagation_policy: str = "Background",
+        wait_timeout: dt.timedelta | float | None = None,
+        progress_interval: float = 10.0,
+        log_tail_lines: int = 50,
+        max_failed_pod_logs: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if delete_on_finish not in _DELETE_POLICIES:
+            raise InvalidJobTemplateError(
+                f"delete_on_finish={delete_on_finish!r}: use one of {_DELETE_POLICIES}"
+            )
+        if propagation_policy not in _PROPAGATION:
+            raise InvalidJobTemplateError(
+                f"propagation_policy={propagation_policy!r}: use one of {_PROPAGATION}"
+            )
+        if log_tail_lines < 0 or max_failed_pod_logs < 0:
+            raise InvalidJobTemplateError("log_tail_lines and max_failed_pod_logs must be >= 0")
+        self.namespace = namespace
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.deferrable = deferrable
+        self.delete_on_finish = delete_on_finish
+        self.propagation_policy = propagation_policy
+        self.wait_timeout = _seconds(wait_timeout)
+        self.progress_interval = progress_interval
+        self.log_tail_lines = log_tail_lines
+        self.max_failed_pod_logs = max_failed_pod_logs
+        self._job_ref: tuple[str, str, str] | None = None  # namespace, name, uid of the Job being waited on
+
+    @property
+    def hook(self) -> BatchJobHook:
+        return BatchJobHook(self.kubernetes_conn_id)
+
+    def resolve_namespace(self) -> str:
+        return self.namespace or self.hook.default_namespace()
+
+    # -- waiting ---------------------------------------------------------------------------
+    def wait(self, context: Context, namespace: str, name: str, uid: str) -> Any:
+        """Defer to the trigger, or run the same watch here; then hand the event to ``execute_complete``."""
+        self._job_ref = (namespace, name, uid)
+        deadline = time.time() + self.wait_timeout if self.wait_timeout else None
+        if self.deferrable:
+            self.defer(
+                trigger=JobTrigger(
+                    namespace=namespace,
+                    job_name=name,
+                    job_uid=uid,
+                    kubernetes_conn_id=self.kubernetes_conn_id,
+                    deadline=deadline,
+                    delete_on_kill=True,
+                    propagation_policy=self.propagation_policy,
+                    progress_interval=self.progress_interval,
+                ),
+                method_name="execute_complete",
+            )
+        event = asyncio.run(
+            wait_for_job(
+                namespace=namespace,
+                job_name=name,
+                job_uid=uid,
+                kubernetes_conn_id=self.kubernetes_conn_id,
+                deadline=deadline,
+                progress=self.log.info,
+                progress_interval=self.progress_interval,
+            )
+        )
+        event.update(namespace=namespace, job_name=name, job_uid=uid)
+        return self.execute_complete(context, event)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def finish(self, event: dict[str, Any]) -> JobOutcome:
+        """Turn a trigger event into an outcome, or raise the right error with the failing Pods' logs."""
+        status = event.get("status")
+        outcome = JobOutcome.from_dict(event["job"]) if event.get("job") else None
+        if status == "deleted":
+            raise JobDeletedError(event.get("message", "the Job was deleted"))
+        if status == "timeout":
+            if self.delete_on_finish == "always" and event.get("job_name"):
+                self.hook.delete_job(
+                    event["namespace"], event["job_name"], self.propagation_policy, uid=event.get("job_uid")
+                )
+            raise JobTimeoutError(event.get("message", "timed out"))
+        if outcome is None or status == "error":
+            raise BatchJobError(f"waiting on the Job failed: {event.get('message')}")
+        self.log.info(
+            "Job %s/%s %s: %s", outcome.namespace, outcome.name, outcome.state.value, outcome.summary()
+        )
+        if outcome.state is JobState.SUCCEEDED:
+            self.cleanup_after(outcome)
+            return outcome
+        self.log_failed_pods(outcome)
+        self.cleanup_after(outcome)
+        raise JobFailedError(
+            f"Job {outcome.namespace}/{outcome.name} failed: {outcome.reason}: {outcome.message}",
+            outcome.to_dict(),
+        )
+
+    def log_failed_pods(self, outcome: JobOutcome) -> None:
+        """For each failed Pod (capped): name, index, exit code, reason, and the tail of its log."""
+        if not outcome.uid or not self.max_failed_pod_logs:
+            return
+        hook = self.hook
+        pods = hook.list_pods(outcome.namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}")
+        failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+        failed.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        if not failed:
+            self.log.warning("no failed Pods of Job %s/%s are left to show", outcome.namespace, outcome.name)
+        for pod in failed[-self.max_failed_pod_logs :]:
+            meta = pod["metadata"]
+            index = (meta.get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
+            for cs in (pod["status"].get("initContainerStatuses") or []) + (
+                pod["status"].get("containerStatuses") or []
+            ):
+                term = (cs.get("state") or {}).get("terminated") or {}
+                if not term or term.get("exitCode") == 0:
+                    continue
+                tail = hook.pod_log_tail(outcome.namespace, meta["name"], cs["name"], self.log_tail_lines)
+                self.log.error(
+                    "Pod %s/%s%s container %s exited %s (%s)%s; last %d log lines:\n%s",
+                    outcome.namespace,
+                    meta["name"],
+                    f" (index {index})" if index is not None else "",
+                    cs["name"],
+                    term.get("exitCode"),
+                    term.get("reason"),
+                    f": {term['message'].strip()}" if term.get("message") else "",
+                    self.log_tail_lines,
+                    tail.rstrip(),
+                )
+        if len(failed) > self.max_failed_pod_logs:
+            self.log.error("%d more failed Pods not shown", len(failed) - self.max_failed_pod_logs)
+
+    def cleanup_after(self, outcome: JobOutcome) -> None:
+        """Delete the finished Job if ``delete_on_finish`` asks for it."""
+        succeeded = outcome.state is JobState.SUCCEEDED
+        if self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and succeeded):
+            ns, name = outcome.namespace, outcome.name
+            if self.hook.delete_job(ns, name, self.propagation_policy, uid=outcome.uid):
+                self.log.info("deleted Job %s/%s (delete_on_finish=%s)", ns, name, self.delete_on_finish)
+
+    def on_kill(self) -> None:
+        """The task was killed while waiting in the worker: delete the Job and its Pods."""
+        if self._job_ref is None:
+            return
+        ns, name, uid = self._job_ref
+        if self.hook.delete_job(ns, name, self.propagation_policy, uid=uid):
+            self.log.info("deleted Job %s/%s because the task was killed", ns, name)
+
+
+class BatchJobOperator(BaseBatchJobOperator):
+    """Run a Kubernetes Job and wait for it; deferrable (watch-based) by default.
+
+    Give either ``job_template`` (a dict, a YAML/JSON string, a ``.yaml``/``.yml``/``.json`` file
+    path rendered by Jinja, or a ``V1Job``) or ``image`` plus ``cmds`` / ``arguments`` / ``env`` /
+    ``container_resources`` (which also override the template's first container). The first-class
+    parameters (``completions`` ... ``suspend``) override the template's spec. Returns (XCom) the
+    Job's name, namespace, uid and outcome; also pushes ``job_name``/``job_namespace``/``job_uid``
+    right after creating it.
+
+    :param reuse_succeeded: if this task instance's Job already succeeded (e.g. the task is
+        cleared), return its result instead of running it again. Default: run again.
+    :param delete_on_finish: ``never`` (default), ``on_success`` or ``always``.
+    :param wait_timeout: fail (and delete the Job if ``delete_on_finish="always"``) after this long.
+    """
+
+    template_fields: Sequence[str] = (
+        "annotations",
+        "arguments",
+        "cmds",
+        "env",
+        "image",
+        "job_name",
+        "job_template",
+        "labels",
+        "namespace",
+    )
+    template_ext: Sequence[str] = (".yaml", ".yml", ".json")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"job_template": "yaml", "env": "json"}
+    ui_color = "#d7e8fc"
+
+    def __init__(
+        self,
+        *,
+        job_template: Mapping[str, Any] | str | Any | None = None,
+        image: str | None = None,
+        cmds: list[str] | None = None,
+        arguments: list[str] | None = None,
+        env: Mapping[str, str] | list[dict[str, Any]] | None = None,
+        container_resources: Mapping[str, Any] | None = None,
+        job_name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        completions: int | None = None,
+        parallelism: int | None = None,
+        completion_mode: str | None = None,
+        backoff_limit: int | None = None,
+        backoff_limit_per_index: int | None = None,
+        max_failed_indexes: int | None = None,
+        pod_failure_policy: Mapping[str, Any] | None = None,
+        success_policy: Mapping[str, Any] | None = None,
+        pod_replacement_policy: str | None = None,
+        active_deadline_seconds: int | None = None,
+        ttl_seconds_after_finished: int | None = None,
+        suspend: bool | None = None,
+        reuse_succeeded: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if job_template is None and image is None:
+            raise InvalidJobTemplateError("BatchJobOperator needs job_template or image: pass one of them")
+        self.job_template = job_template
+        self.image = image
+        self.cmds = cmds
+        self.arguments = arguments
+        self.env = env if env is None or isinstance(env, list) else dict(env)
+        self.container_resources = dict(container_resources) if container_resources else None
+        self.job_name = job_name
+        self.labels = dict(labels or {})
+        self.annotations = dict(annotations or {})
+        try:
+            self.overrides = JobOverrides(
+                completions=completions,
+                parallelism=parallelism,
+                completion_mode=cast("Any", completion_mode),
+                backoff_limit=backoff_limit,
+                backoff_limit_per_index=backoff_limit_per_index,
+                max_failed_indexes=max_failed_indexes,
+                pod_failure_policy=dict(pod_failure_policy) if pod_failure_policy else None,
+                success_policy=dict(success_policy) if success_policy else None,
+                pod_replacement_policy=cast("Any", pod_replacement_policy),
+                active_deadline_seconds=active_deadline_seconds,
+                ttl_seconds_after_finished=ttl_seconds_after_finished,
+                suspend=suspend,
+            )
+        except (InvalidJobSpecError, TypeError, ValueError) as e:
+            raise InvalidJobTemplateError(str(e)) from e
+        self.reuse_succeeded = reuse_succeeded
+
+    def build(self, context: Context, namespace: str) -> dict[str, Any]:
+        """The Job spec for this task instance; validated before anything is created."""
+        ti = context["ti"]
+        dag_id, task_id, run_id = ti.dag_id, ti.task_id, ti.run_id
+        map_index = -1 if ti.map_index is None else ti.map_index
+        name = self.job_name or naming.job_name(dag_id, task_id, run_id, map_index)
+        labels = {**naming.task_labels(dag_id, task_id, run_id, map_index, ti.try_number), **self.labels}
+        annotations = {**naming.task_annotations(dag_id, task_id, run_id, map_index), **self.annotations}
+        container = None
+        if self.image or self.cmds or self.arguments or self.env or self.container_resources:
+            container = ContainerParams(
+                image=self.image,
+                cmds=self.cmds,
+                arguments=self.arguments,
+                env=self.env,
+                resources=self.container_resources,
+            )
+        try:
+            return build_job(
+                name=name,
+                namespace=namespace,
+                template=load_template(self.job_template),
+                container=container,
+                overrides=self.overrides,
+                labels=labels,
+                annotations=annotations,
+            )
+        except InvalidJobSpecError as e:
+            raise InvalidJobTemplateError(f"task {task_id}: {e}") from e
+
+    def execute(self, context: Context) -> Any:
+        namespace = self.resolve_namespace()
+        body = self.build(context, namespace)
+        name = body["metadata"]["name"]
+        hook = self.hook
+        job = self.create_or_adopt(hook, namespace, body)
+        if job is None:  # reuse_succeeded and the earlier Job succeeded
+            existing = hook.get_job(namespace, name)
+            assert existing is not None
+            return self.result(outcome_from_job(existing))
+        uid = job["metadata"]["uid"]
+        ti = context["ti"]
+        ti.xcom_push(key="job_name", value=name)
+        ti.xcom_push(key="job_namespace", value=namespace)
+        ti.xcom_push(key="job_uid", value=uid)
+        return self.wait(context, namespace, name, uid)
+
+    def create_or_adopt(
+        self, hook: BatchJobHook, namespace: str, body: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Create the Job, or adopt / replace / reuse the one this task instance already created."""
+        name = body["metadata"]["name"]
+        for _ in range(3):
+            existing = hook.get_job(namespace, name)
+            if existing is not None:
+                outcome = outcome_from_job(existing)
+                uid = existing["metadata"]["uid"]
+                if not outcome.done:
+                    self.log.info(
+                        "adopting Job %s/%s (uid %s), still running: %s",
+                        namespace,
+                        name,
+                        uid,
+                        outcome.summary(),
+                    )
+                    return existing
+                if self.reuse_succeeded and outcome.state is JobState.SUCCEEDED:
+                    self.log.info(
+                        "Job %s/%s already succeeded; reusing it (reuse_succeeded=True)", namespace, name
+                    )
+                    return None
+                self.log.info(
+                    "Job %s/%s from an earlier try ended %s (%s); replacing it with a fresh Job",
+                    namespace,
+                    name,
+                    outcome.state.value,
+                    outcome.reason,
+                )
+                hook.delete_job(namespace, name, "Background", uid=uid)
+                hook.wait_deleted(namespace, name, uid)
+            try:
+                job = hook.create_job(namespace, body)
+            except ApiException as e:
+                if e.status == 409:  # created meanwhile by a concurrent attempt: adopt it
+                    continue
+                if e.status == 422 or e.status == 400:
+                    raise InvalidJobTemplateError(
+                        f"the apiserver rejected Job {namespace}/{name}: {e.body}"
+                    ) from e
+                raise
+            self.log.info("created Job %s/%s (uid %s)", namespace, name, job["metadata"]["uid"])
+            return job
+        raise BatchJobError(f"could not create or adopt Job {namespace}/{name}: it keeps changing")
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        return self.result(self.finish(event))
+
+    @staticmethod
+    def result(outcome: JobOutcome) -> dict[str, Any]:
+        return {
+            "name": outcome.name,
+            "namespace": outcome.namespace,
+            "uid": outcome.uid,
+            "outcome": outcome.to_dict(),
+        }

@@ -1,0 +1,131 @@
+"""JobSensor: wait on a Job this task did not create, for a condition, a count, or indexes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.selector import parse_selector
+from airflow_batchjob.core.wait import CONDITIONS, Verdict, WaitFor, check
+from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedSensorError
+from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.triggers.job import JobTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class JobSensor(BaseSensorOperator):
+    """Wait until a Job (by ``job_name``, or a ``label_selector`` matching exactly one) meets a goal.
+
+    Goals: ``condition`` (Complete, Failed, SuccessCriteriaMet, FailureTarget, Suspended),
+    ``succeeded_at_least=N``, and/or ``indexes=[...]`` all completed. ``fail_on`` lists conditions
+    that fail the sensor at once (default: FailureTarget and Failed, unless waited for). A Job not
+    created yet is waited for. Deferrable (one shared watch in the triggerer) by default; with
+    ``deferrable=False`` it pokes every ``poke_interval``. Returns the Job's outcome (XCom).
+    """
+
+    template_fields: Sequence[str] = ("job_name", "label_selector", "namespace")
+    ui_color = "#e8f1fd"
+
+    def __init__(
+        self,
+        *,
+        job_name: str | None = None,
+        label_selector: str | None = None,
+        namespace: str | None = None,
+        kubernetes_conn_id: str = "kubernetes_default",
+        condition: str | None = "Complete",
+        succeeded_at_least: int | None = None,
+        indexes: Sequence[int] | None = None,
+        fail_on: Sequence[str] | None = None,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if bool(job_name) == bool(label_selector):
+            raise InvalidJobTemplateError("JobSensor needs exactly one of job_name and label_selector")
+        if fail_on is None:
+            fail_on = [c for c in ("FailureTarget", "Failed") if condition not in ("FailureTarget", "Failed")]
+        try:
+            if label_selector and "{{" not in label_selector:
+                parse_selector(label_selector)
+            self.wait_for = WaitFor(
+                condition=condition,
+                succeeded_at_least=succeeded_at_least,
+                indexes=tuple(indexes or ()),
+                fail_on=tuple(fail_on),
+            )
+        except InvalidJobSpecError as e:
+            raise InvalidJobTemplateError(str(e)) from e
+        if self.wait_for.decided:
+            raise InvalidJobTemplateError(
+                f"JobSensor needs a goal: condition (one of {CONDITIONS}), succeeded_at_least or indexes"
+            )
+        self.job_name = job_name
+        self.label_selector = label_selector
+        self.namespace = namespace
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.deferrable = deferrable
+
+    def _namespace(self) -> str:
+        return self.namespace or BatchJobHook(self.kubernetes_conn_id).default_namespace()
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        hook = BatchJobHook(self.kubernetes_conn_id)
+        ns = self._namespace()
+        if self.job_name:
+            job = hook.get_job(ns, self.job_name)
+            jobs = [job] if job else []
+        else:
+            jobs = hook.list_jobs(ns, str(self.label_selector))
+        if len(jobs) > 1:
+            raise BatchJobError(
+                f"label selector {self.label_selector!r} matches {len(jobs)} Jobs in {ns}: "
+                "make it match exactly one"
+            )
+        if not jobs:
+            self.log.info("no Job %s in %s yet", self.job_name or self.label_selector, ns)
+            return False
+        verdict, outcome, why = check(jobs[0], self.wait_for)
+        self.log.info("%s", why)
+        if verdict is Verdict.FAILED:
+            raise JobFailedSensorError(why, outcome.to_dict())
+        return PokeReturnValue(is_done=verdict is Verdict.MET, xcom_value=outcome.to_dict())
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if isinstance(first, PokeReturnValue) and first.is_done:
+            return first.xcom_value
+        deadline = time.time() + self.timeout if self.timeout else None
+        self.defer(
+            trigger=JobTrigger(
+                namespace=self._namespace(),
+                job_name=self.job_name,
+                label_selector=self.label_selector,
+                wait_for=self.wait_for.to_dict(),
+                kubernetes_conn_id=self.kubernetes_conn_id,
+                deadline=deadline,
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=self.timeout) if self.timeout else None,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        status, message = event.get("status"), event.get("message", "")
+        if status == "met":
+            self.log.info("%s", message)
+            return event.get("job")
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        if status == "failed":
+            raise JobFailedSensorError(message, event.get("job"))
+        raise BatchJobError(f"JobSensor: {message}")

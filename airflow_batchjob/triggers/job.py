@@ -1,0 +1,199 @@
+"""JobTrigger: waits on one Job through the shared namespace watch, deferrable or in the worker.
+
+``wait_for_job`` is the one waiting engine: the trigger runs it in the triggerer, and operators
+with ``deferrable=False`` run the same coroutine in the worker. It returns as soon as the
+decisive condition is written (``SuccessCriteriaMet`` / ``FailureTarget`` count: there is no
+waiting for Pods to finish terminating), and never polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from kubernetes_asyncio import client as aclient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from airflow_batchjob.core.selector import parse_selector, selector_matches
+from airflow_batchjob.core.wait import Verdict, WaitFor, check
+from airflow_batchjob.hooks.batchjob import async_api_client
+from airflow_batchjob.hooks.watch import ClientFactory, Job, subscription
+
+log = logging.getLogger(__name__)
+
+# Event statuses: "met" (goal reached; for the default goal the Job may have succeeded or failed,
+# see the outcome's state), "failed" (a fail_on condition, or the goal can no longer happen),
+# "deleted", "timeout", "error".
+
+
+async def wait_for_job(
+    *,
+    namespace: str,
+    job_name: str | None = None,
+    label_selector: str | None = None,
+    job_uid: str | None = None,
+    wait: WaitFor | None = None,
+    kubernetes_conn_id: str = "kubernetes_default",
+    deadline: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    progress_interval: float = 10.0,
+    client_factory: ClientFactory = async_api_client,
+) -> dict[str, Any]:
+    """Wait on one Job (by name, or by a label selector matching exactly one) and return an event dict."""
+    wait = wait or WaitFor()
+    if bool(job_name) == bool(label_selector):
+        raise ValueError("pass exactly one of job_name and label_selector")
+    selector = parse_selector(label_selector) if label_selector else ()
+
+    def match(job: Job) -> bool:
+        meta = job["metadata"]
+        if job_name:
+            return bool(meta["name"] == job_name)
+        return selector_matches(selector, meta.get("labels"))
+
+    what = f"{namespace}/{job_name}" if job_name else f"Job with labels {label_selector!r} in {namespace}"
+    last_line, last_time = "", 0.0
+    seen_uid: str | None = None
+    async with subscription(kubernetes_conn_id, namespace, match, client_factory) as sub:
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            try:
+                await asyncio.wait_for(sub.queue.get(), timeout)
+            except TimeoutError:
+                return {
+                    "status": "timeout",
+                    "message": f"timed out waiting for {wait.describe()} of {what}",
+                    "job": None,
+                }
+            while not sub.queue.empty():  # act on the newest state only
+                sub.queue.get_nowait()
+            if not sub.synced:
+                continue
+            jobs = list(sub.jobs.values())
+            if len(jobs) > 1:
+                names = ", ".join(sorted(j["metadata"]["name"] for j in jobs))
+                return {
+                    "status": "error",
+                    "job": None,
+                    "message": f"label selector {label_selector!r} matches {len(jobs)} Jobs ({names}): "
+                    "make it match exactly one",
+                }
+            job = jobs[0] if jobs else None
+            uid = job["metadata"]["uid"] if job else None
+            expected = job_uid or seen_uid
+            if expected and uid != expected:
+                return {
+                    "status": "deleted",
+                    "job": None,
+                    "message": f"Job {what} (uid {expected}) was deleted or replaced while waiting",
+                }
+            if job is None:
+                continue  # not created yet: a sensor may wait for a Job created later
+            seen_uid = uid
+            verdict, outcome, why = check(job, wait)
+            line = outcome.summary()
+            now = time.monotonic()
+            if (
+                progress
+                and line != last_line
+                and (verdict is not Verdict.WAITING or now - last_time >= progress_interval or not last_line)
+            ):
+                progress(f"Job {outcome.namespace}/{outcome.name}: {line}")
+                last_line, last_time = line, now
+            if verdict is not Verdict.WAITING:
+                return {"status": verdict.value, "message": why, "job": outcome.to_dict()}
+
+
+class JobTrigger(BaseTrigger):
+    """Fires once when a Job meets a goal (by default: its outcome is decided), fails, or vanishes.
+
+    Serialises identity only (namespace, name or selector, uid, goal, deadline): never the spec.
+    With ``delete_on_kill``, a user killing the deferred task (mark failed / success, clear)
+    deletes the Job and its Pods (Airflow 3.3+ ``on_kill``); a triggerer restart never does.
+    """
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        job_name: str | None = None,
+        label_selector: str | None = None,
+        job_uid: str | None = None,
+        wait_for: dict[str, Any] | None = None,
+        kubernetes_conn_id: str = "kubernetes_default",
+        deadline: float | None = None,
+        delete_on_kill: bool = False,
+        propagation_policy: str = "Background",
+        progress_interval: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.namespace = namespace
+        self.job_name = job_name
+        self.label_selector = label_selector
+        self.job_uid = job_uid
+        self.wait_for = wait_for
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.deadline = deadline
+        self.delete_on_kill = delete_on_kill
+        self.propagation_policy = propagation_policy
+        self.progress_interval = progress_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        kwargs: dict[str, Any] = {"namespace": self.namespace, "kubernetes_conn_id": self.kubernetes_conn_id}
+        optional = {
+            "job_name": self.job_name,
+            "label_selector": self.label_selector,
+            "job_uid": self.job_uid,
+            "wait_for": self.wait_for,
+            "deadline": self.deadline,
+        }
+        kwargs.update({k: v for k, v in optional.items() if v is not None})
+        if self.delete_on_kill:
+            kwargs["delete_on_kill"] = True
+        if self.propagation_policy != "Background":
+            kwargs["propagation_policy"] = self.propagation_policy
+        if self.progress_interval != 10.0:
+            kwargs["progress_interval"] = self.progress_interval
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            event = await wait_for_job(
+                namespace=self.namespace,
+                job_name=self.job_name,
+                label_selector=self.label_selector,
+                job_uid=self.job_uid,
+                wait=WaitFor.from_dict(self.wait_for),
+                kubernetes_conn_id=self.kubernetes_conn_id,
+                deadline=self.deadline,
+                progress=self.log.info,
+                progress_interval=self.progress_interval,
+            )
+        except Exception as e:
+            self.log.exception(
+                "waiting on Job %s/%s failed", self.namespace, self.job_name or self.label_selector
+            )
+            event = {"status": "error", "message": f"{type(e).__name__}: {e}", "job": None}
+        event.update(namespace=self.namespace, job_name=self.job_name, job_uid=self.job_uid)
+        yield TriggerEvent(event)
+
+    async def on_kill(self) -> None:
+        """A user killed the task: delete the Job (bounded), so it does not run on unobserved."""
+        if not self.delete_on_kill or not self.job_name:
+            return
+        async with async_api_client(self.kubernetes_conn_id) as api:
+            body = aclient.V1DeleteOptions(
+                propagation_policy=self.propagation_policy,
+                preconditions=aclient.V1Preconditions(uid=self.job_uid) if self.job_uid else None,
+            )
+            with contextlib.suppress(ApiException):
+                await asyncio.wait_for(
+                    aclient.BatchV1Api(api).delete_namespaced_job(self.job_name, self.namespace, body=body),
+                    30,
+                )
+        self.log.info("deleted Job %s/%s because the task was killed", self.namespace, self.job_name)
