@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localcluster import cluster as lc
+
+# Airflow reads its configuration at import: point it at a private home before anything imports it.
+AIRFLOW_HOME = Path(os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="batchjob-airflow-")))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(Path(__file__).parent / "dags"))
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +74,66 @@ def namespace(api_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
             time.sleep(0.1)
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB (SQLite) in the session's private AIRFLOW_HOME."""
+    airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
+    for cmd in (
+        ["db", "migrate"],
+        ["dags", "reserialize"],
+    ):  # the DAGs of tests/dags, for `airflow tasks test`
+        subprocess.run([airflow, *cmd], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return AIRFLOW_HOME
+
+
+def _write_dag(dag: Any) -> None:
+    """Serialise a DAG defined in a test into the metadata DB, as the DAG processor would."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+        session.commit()
+        update_dag_parsing_results_in_db(
+            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
+        )
+
+
+@pytest.fixture
+def run_dag(airflow_db: Path, local_cluster: lc.State):  # type: ignore[no-untyped-def]
+    """Run a DAG with ``dag.test()`` (triggers run in line, so deferral really happens) and report.
+
+    Returns ``{task_id: {"state", "try_number", "xcom": {key: value}}}`` for the run.
+    """
+
+    def run(dag: Any, **kwargs: Any) -> dict[str, dict[str, Any]]:
+        from airflow.models import TaskInstance
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        _write_dag(dag)
+        dr = dag.test(**kwargs)
+        out: dict[str, dict[str, Any]] = {}
+        with create_session() as s:
+            for ti in s.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == dr.run_id
+                )
+            ):
+                out[ti.task_id] = {
+                    "state": str(getattr(ti.state, "value", ti.state)),
+                    "try_number": ti.try_number,
+                    "xcom": {},
+                }
+            for x in s.scalars(
+                select(XComModel).where(XComModel.dag_id == dag.dag_id, XComModel.run_id == dr.run_id)
+            ):
+                out[x.task_id]["xcom"][x.key] = XComModel.deserialize_value(x)
+        return out
+
+    return run

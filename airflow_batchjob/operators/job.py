@@ -293,6 +293,34 @@ class BatchJobOperator(BaseBatchJobOperator):
         except (InvalidJobSpecError, TypeError, ValueError) as e:
             raise InvalidJobTemplateError(str(e)) from e
         self.reuse_succeeded = reuse_succeeded
+        self._validate_early()
+
+    def _validate_early(self) -> None:
+        """Refuse bad parameters when the DAG is parsed, unless Jinja must render them first."""
+        fields = (self.job_template, self.image, self.cmds, self.arguments, self.env)
+        if isinstance(self.job_template, str) or "{{" in repr(fields):
+            return  # a file path or a template: validated at run time, still before anything is created
+        try:
+            build_job(
+                name="validate",
+                namespace="default",
+                template=load_template(self.job_template),
+                container=self._container(),
+                overrides=self.overrides,
+            )
+        except InvalidJobSpecError as e:
+            raise InvalidJobTemplateError(f"task {self.task_id}: {e}") from e
+
+    def _container(self) -> ContainerParams | None:
+        if not (self.image or self.cmds or self.arguments or self.env or self.container_resources):
+            return None
+        return ContainerParams(
+            image=self.image,
+            cmds=self.cmds,
+            arguments=self.arguments,
+            env=self.env,
+            resources=self.container_resources,
+        )
 
     def build(self, context: Context, namespace: str) -> dict[str, Any]:
         """The Job spec for this task instance; validated before anything is created."""
