@@ -1,0 +1,103 @@
+"""Work items: validated and encoded as data, never spliced into YAML or a shell line.
+
+An item is a string or a JSON value (usually an object). It reaches a Pod as an environment
+variable, a file, or a queue message, always as bytes the program reads, so quotes, ``$(...)``,
+newlines or unicode in an item are just data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_batchjob.core.errors import InvalidJobSpecError
+
+# A Pod's env var values travel in the Job object (etcd's request limit is 1.5 MiB for the whole
+# object); keep items given as env small, and use files or queues for bigger ones.
+DEFAULT_MAX_ITEM_BYTES = 64 * 1024
+_ENV_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One work item: ``value`` as given, ``text`` as the Pod sees it, ``key`` identifying it."""
+
+    value: Any
+    text: str
+    key: str
+
+    @property
+    def is_object(self) -> bool:
+        return isinstance(self.value, Mapping)
+
+
+def encode(value: Any) -> str:
+    """Strings stay as they are; any other JSON value becomes compact, key-sorted JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode(text: str) -> Any:
+    """Inverse of ``encode`` for objects/arrays/numbers; plain strings that are not JSON stay text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def normalize_items(values: Iterable[Any] | None, *, max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+                    allow_duplicates: bool = False) -> list[Item]:
+    """Validate and encode items; raise with the offending item's position when one is unusable."""
+    if values is None:
+        raise InvalidJobSpecError("items is None: pass a list (or an XCom that resolves to one)")
+    if isinstance(values, (str, bytes, Mapping)):
+        raise InvalidJobSpecError("items must be a list of items, not a single string or object")
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    for i, value in enumerate(values):
+        try:
+            text = encode(value)
+        except (TypeError, ValueError) as e:
+            raise InvalidJobSpecError(f"item {i} is not JSON-serialisable: {e}") from e
+        if text == "":
+            raise InvalidJobSpecError(f"item {i} is empty: drop it or give it content")
+        if "\x00" in text:
+            raise InvalidJobSpecError(f"item {i} contains a NUL character, which no environment or "
+                                      "file name can carry: encode it (e.g. base64)")
+        size = len(text.encode())
+        if size > max_item_bytes:
+            raise InvalidJobSpecError(f"item {i} is {size} bytes, over the {max_item_bytes}-byte limit for "
+                                      "this pattern: pass a reference (a path or URI) instead, or use a queue")
+        if text in seen and not allow_duplicates:
+            raise InvalidJobSpecError(f"item {i} duplicates item {seen[text]} ({_preview(text)}): "
+                                      "each item must be unique")
+        seen.setdefault(text, i)
+        items.append(Item(value=value, text=text, key=text))
+    return items
+
+
+def env_name(key: str) -> str | None:
+    """An object key as an env var name (``first-name`` → ``FIRST_NAME``), or None if unusable."""
+    name = _ENV_NAME.sub("_", key).upper()
+    if not name or name[0].isdigit() or name == "ITEM":
+        return None
+    return name
+
+
+def item_env(item: Item) -> dict[str, str]:
+    """``ITEM`` plus, for an object item, one variable per scalar top-level key."""
+    env = {"ITEM": item.text}
+    if item.is_object:
+        for k, v in item.value.items():
+            name = env_name(str(k))
+            if name and name not in env and (v is None or isinstance(v, (str, int, float, bool))):
+                env[name] = v if isinstance(v, str) else json.dumps(v)
+    return env
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
