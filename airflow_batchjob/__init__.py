@@ -22,8 +22,33 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
-        "operators": [],
-        "sensors": [],
-        "triggers": [],
-        "hooks": [],
+        "operators": [
+            {
+                "integration-name": "Kubernetes Batch Jobs",
+                "python-modules": [
+                    "airflow_batchjob.operators.job",
+                    "airflow_batchjob.operators.jobgroup",
+                    "airflow_batchjob.operators.indexed",
+                    "airflow_batchjob.operators.queue",
+                ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Kubernetes Batch Jobs",
+                "python-modules": ["airflow_batchjob.sensors.job", "airflow_batchjob.sensors.jobgroup"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Kubernetes Batch Jobs",
+                "python-modules": ["airflow_batchjob.triggers.job", "airflow_batchjob.triggers.jobgroup"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Kubernetes Batch Jobs",
+                "python-modules": ["airflow_batchjob.hooks.batchjob", "airflow_batchjob.hooks.watch"],
+            }
+        ],
     }

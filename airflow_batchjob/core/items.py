@@ -49,8 +49,12 @@ def decode(text: str) -> Any:
         return text
 
 
-def normalize_items(values: Iterable[Any] | None, *, max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
-                    allow_duplicates: bool = False) -> list[Item]:
+def normalize_items(
+    values: Iterable[Any] | None,
+    *,
+    max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+    allow_duplicates: bool = False,
+) -> list[Item]:
     """Validate and encode items; raise with the offending item's position when one is unusable."""
     if values is None:
         raise InvalidJobSpecError("items is None: pass a list (or an XCom that resolves to one)")
@@ -66,15 +70,20 @@ def normalize_items(values: Iterable[Any] | None, *, max_item_bytes: int = DEFAU
         if text == "":
             raise InvalidJobSpecError(f"item {i} is empty: drop it or give it content")
         if "\x00" in text:
-            raise InvalidJobSpecError(f"item {i} contains a NUL character, which no environment or "
-                                      "file name can carry: encode it (e.g. base64)")
+            raise InvalidJobSpecError(
+                f"item {i} contains a NUL character, which no environment or "
+                "file name can carry: encode it (e.g. base64)"
+            )
         size = len(text.encode())
         if size > max_item_bytes:
-            raise InvalidJobSpecError(f"item {i} is {size} bytes, over the {max_item_bytes}-byte limit for "
-                                      "this pattern: pass a reference (a path or URI) instead, or use a queue")
+            raise InvalidJobSpecError(
+                f"item {i} is {size} bytes, over the {max_item_bytes}-byte limit for "
+                "this pattern: pass a reference (a path or URI) instead, or use a queue"
+            )
         if text in seen and not allow_duplicates:
-            raise InvalidJobSpecError(f"item {i} duplicates item {seen[text]} ({_preview(text)}): "
-                                      "each item must be unique")
+            raise InvalidJobSpecError(
+                f"item {i} duplicates item {seen[text]} ({_preview(text)}): each item must be unique"
+            )
         seen.setdefault(text, i)
         items.append(Item(value=value, text=text, key=text))
     return items
@@ -88,15 +97,23 @@ def env_name(key: str) -> str | None:
     return name
 
 
+def escape_env_value(text: str) -> str:
+    """Kubernetes expands ``$(VAR)`` in env values (``$$`` is its escape): keep an item's ``$`` literal."""
+    return text.replace("$", "$$")
+
+
 def item_env(item: Item) -> dict[str, str]:
-    """``ITEM`` plus, for an object item, one variable per scalar top-level key."""
+    """``ITEM`` plus, for an object item, one variable per scalar top-level key.
+
+    Values are escaped for the API's ``$(VAR)`` expansion, so the Pod sees the item byte for byte.
+    """
     env = {"ITEM": item.text}
     if item.is_object:
         for k, v in item.value.items():
             name = env_name(str(k))
             if name and name not in env and (v is None or isinstance(v, (str, int, float, bool))):
                 env[name] = v if isinstance(v, str) else json.dumps(v)
-    return env
+    return {k: escape_env_value(v) for k, v in env.items()}
 
 
 def _preview(text: str, limit: int = 40) -> str:

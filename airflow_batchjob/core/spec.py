@@ -211,6 +211,11 @@ def _env_list(env: EnvInput) -> list[JsonDict]:
     return [to_api(e) for e in env]
 
 
+def env_list(env: EnvInput | None) -> list[JsonDict]:
+    """Env given as a mapping or a list of V1EnvVar-like entries, as API-form entries."""
+    return _env_list(env) if env else []
+
+
 def _merge_env(existing: list[JsonDict], extra: list[JsonDict]) -> list[JsonDict]:
     """Override by name, keeping the template's order so ``$(VAR)`` references still resolve."""
     merged = {e.get("name"): e for e in existing}

@@ -43,6 +43,7 @@ class Subscription:
     queue: asyncio.Queue[tuple[str, Job | None]] = field(default_factory=asyncio.Queue)
     jobs: dict[str, Job] = field(default_factory=dict)
     synced: bool = False
+    api: aclient.ApiClient | None = None  # the watch's client, for waiters that also act (resume Jobs)
 
     def _offer(self, event: str, job: Job) -> None:
         if not self.match(job):
@@ -73,7 +74,7 @@ class NamespaceWatch:
         self.requests = 0  # list + watch calls made, for diagnostics and benchmarks
 
     def subscribe(self, match: Matcher) -> Subscription:
-        sub = Subscription(match)
+        sub = Subscription(match, api=self.api)
         self.subscribers.add(sub)
         if self._snapshot is not None:
             sub._sync(list(self._snapshot.values()))

@@ -10,6 +10,7 @@ triggerer by default; ``deferrable=False`` runs the same watch in the worker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from kubernetes.client.rest import ApiException
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
-from airflow_batchjob.core.spec import ContainerParams, JobOverrides, build_job, load_template
+from airflow_batchjob.core.spec import ContainerParams, JobOverrides, build_job, env_list, load_template
 from airflow_batchjob.exceptions import (
     BatchJobError,
     InvalidJobTemplateError,
@@ -322,30 +323,44 @@ class BatchJobOperator(BaseBatchJobOperator):
             resources=self.container_resources,
         )
 
-    def build(self, context: Context, namespace: str) -> dict[str, Any]:
-        """The Job spec for this task instance; validated before anything is created."""
+    def build(
+        self,
+        context: Context,
+        namespace: str,
+        *,
+        name: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        extra_labels: Mapping[str, str] | None = None,
+        extra_annotations: Mapping[str, str] | None = None,
+        overrides: JobOverrides | None = None,
+    ) -> dict[str, Any]:
+        """The Job spec for this task instance (or one of its items); validated before anything is created."""
         ti = context["ti"]
         dag_id, task_id, run_id = ti.dag_id, ti.task_id, ti.run_id
         map_index = -1 if ti.map_index is None else ti.map_index
-        name = self.job_name or naming.job_name(dag_id, task_id, run_id, map_index)
-        labels = {**naming.task_labels(dag_id, task_id, run_id, map_index, ti.try_number), **self.labels}
-        annotations = {**naming.task_annotations(dag_id, task_id, run_id, map_index), **self.annotations}
-        container = None
-        if self.image or self.cmds or self.arguments or self.env or self.container_resources:
-            container = ContainerParams(
-                image=self.image,
-                cmds=self.cmds,
-                arguments=self.arguments,
-                env=self.env,
-                resources=self.container_resources,
-            )
+        name = name or self.job_name or naming.job_name(dag_id, task_id, run_id, map_index)
+        labels = {
+            **naming.task_labels(dag_id, task_id, run_id, map_index, ti.try_number),
+            **self.labels,
+            **(extra_labels or {}),
+        }
+        annotations = {
+            **naming.task_annotations(dag_id, task_id, run_id, map_index),
+            **self.annotations,
+            **(extra_annotations or {}),
+        }
+        container = self._container()
+        if extra_env:
+            base = container or ContainerParams()
+            env = env_list(base.env) + [{"name": k, "value": v} for k, v in extra_env.items()]
+            container = dataclasses.replace(base, env=env)
         try:
             return build_job(
                 name=name,
                 namespace=namespace,
                 template=load_template(self.job_template),
                 container=container,
-                overrides=self.overrides,
+                overrides=overrides or self.overrides,
                 labels=labels,
                 annotations=annotations,
             )

@@ -1,0 +1,290 @@
+"""JobGroupOperator: template expansion, one Job per work item, from one task.
+
+Kubernetes' recipe renders a Job template per item with ``sed`` and labels the Jobs
+``jobgroup=<name>``. Here items are data: each Job gets its item as environment variables
+(``ITEM``, plus one per scalar key of an object item), never spliced into the spec's text. Job
+names are deterministic per item, so a retry adopts what exists: succeeded Jobs are kept, running
+ones waited on, failed ones replaced, missing ones created.
+
+``max_active_jobs`` is enforced with Kubernetes' own ``suspend``: every Job is created at once
+(visible to ``kubectl get jobs -l jobgroup=...``, adoptable by a retry, created in one concurrent
+pass), those beyond the limit suspended, and the trigger resumes them as others finish. A
+suspended Job has no Pods and its ``activeDeadlineSeconds`` clock does not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal
+
+from kubernetes.client.rest import ApiException
+
+from airflow_batchjob.core import naming
+from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.group import ANNOTATION_ITEM_INDEX, ANNOTATION_QUEUED, GroupGoal, item_index
+from airflow_batchjob.core.items import Item, item_env, normalize_items
+from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
+from airflow_batchjob.exceptions import (
+    BatchJobError,
+    InvalidJobTemplateError,
+    JobFailedError,
+    JobTimeoutError,
+)
+from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.operators.job import BatchJobOperator
+from airflow_batchjob.triggers.jobgroup import JobGroupTrigger, wait_for_group
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+LABEL_JOBGROUP = "jobgroup"  # the label Kubernetes' template-expansion recipe uses
+API_CONCURRENCY = 16
+
+
+class JobGroupOperator(BatchJobOperator):
+    """Run one Job per item of ``items`` from one template, and wait for the whole group.
+
+    Takes every parameter of :class:`BatchJobOperator` (template or image/cmds, Job spec
+    overrides) plus:
+
+    :param items: a list (templated, or an XCom) of strings or JSON objects; each becomes one Job.
+    :param group_name: the ``jobgroup`` label value (default: derived from the task instance).
+    :param max_active_jobs: at most this many Jobs run at once; the others wait suspended.
+    :param failure_policy: ``"any"`` (default) fails the task if any item failed;
+        ``"min_success"`` succeeds when at least ``min_success`` items succeeded.
+    :param fail_fast: stop waiting at the first failed item (the others keep running unless
+        ``delete_on_finish="always"``).
+
+    Returns a per-item table (XCom), in item order:
+    ``[{"index", "item", "job", "state", "reason", "message", "succeeded", "failed"}]``.
+    """
+
+    template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "group_name", "items")
+
+    def __init__(
+        self,
+        *,
+        items: Any,
+        group_name: str | None = None,
+        max_active_jobs: int | None = None,
+        failure_policy: Literal["any", "min_success"] = "any",
+        min_success: int | None = None,
+        fail_fast: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if max_active_jobs is not None and max_active_jobs < 1:
+            raise InvalidJobTemplateError("max_active_jobs must be >= 1 (or None for no limit)")
+        if failure_policy not in ("any", "min_success"):
+            raise InvalidJobTemplateError(f"failure_policy={failure_policy!r}: use 'any' or 'min_success'")
+        if (failure_policy == "min_success") != (min_success is not None):
+            raise InvalidJobTemplateError("failure_policy='min_success' needs min_success=N (and only then)")
+        if min_success is not None and min_success < 1:
+            raise InvalidJobTemplateError("min_success must be >= 1")
+        if isinstance(items, list):
+            self._items_checked(items)
+        self.items = items
+        self.group_name = group_name
+        self.max_active_jobs = max_active_jobs
+        self.failure_policy = failure_policy
+        self.min_success = min_success
+        self.fail_fast = fail_fast
+
+    @staticmethod
+    def _items_checked(values: Any) -> list[Item]:
+        try:
+            return normalize_items(values)
+        except InvalidJobSpecError as e:
+            raise InvalidJobTemplateError(f"items: {e}") from e
+
+    def _group(self, context: Context) -> tuple[str, str]:
+        """The group name and the selector of this task instance's Jobs in it."""
+        ti = context["ti"]
+        map_index = -1 if ti.map_index is None else ti.map_index
+        group = self.group_name or naming.job_name(ti.dag_id, ti.task_id, ti.run_id, map_index)
+        if naming.sanitize_label_value(group) != group:
+            raise InvalidJobTemplateError(
+                f"group_name {group!r} is not a valid label value: use letters, digits, "
+                "'-', '_' and '.', at most 63 characters"
+            )
+        selector = (
+            f"{naming.task_selector(ti.dag_id, ti.task_id, ti.run_id, map_index)},{LABEL_JOBGROUP}={group}"
+        )
+        return group, selector
+
+    def execute(self, context: Context) -> Any:
+        items = self._items_checked(self.items)
+        namespace = self.resolve_namespace()
+        group, selector = self._group(context)
+        ti = context["ti"]
+        map_index = -1 if ti.map_index is None else ti.map_index
+        bodies = []
+        for i, item in enumerate(items):
+            name = naming.job_name(ti.dag_id, ti.task_id, ti.run_id, map_index, item_key=item.key)
+            body = self.build(
+                context,
+                namespace,
+                name=name,
+                extra_env=item_env(item),
+                extra_labels={LABEL_JOBGROUP: group, naming.LABEL_GROUP: group},
+                extra_annotations={naming.ANNOTATION_ITEM_KEY: item.key, ANNOTATION_ITEM_INDEX: str(i)},
+            )
+            bodies.append(body)
+        hook = self.hook
+        self.reconcile(hook, namespace, selector, bodies)
+        ti.xcom_push(key="group", value=group)
+        ti.xcom_push(key="namespace", value=namespace)
+        ti.xcom_push(key="selector", value=selector)
+        if not bodies:
+            self.log.info("no items: nothing to run")
+            return []
+        return self.wait_group(context, namespace, selector, len(bodies))
+
+    def reconcile(
+        self, hook: BatchJobHook, namespace: str, selector: str, bodies: list[dict[str, Any]]
+    ) -> None:
+        """Create the group's Jobs concurrently; adopt succeeded/running ones, replace failed ones."""
+        existing = {j["metadata"]["name"]: j for j in hook.list_jobs(namespace, selector)}
+        to_create, to_replace, kept_running = [], [], 0
+        for body in bodies:
+            job = existing.get(body["metadata"]["name"])
+            if job is None:
+                to_create.append(body)
+                continue
+            outcome = outcome_from_job(job)
+            if outcome.state is JobState.FAILED:
+                to_replace.append((body, job["metadata"]["uid"]))
+            elif not outcome.done and not (job.get("spec") or {}).get("suspend"):
+                kept_running += 1
+        adopted = len(bodies) - len(to_create) - len(to_replace)
+        if adopted:
+            self.log.info(
+                "adopting %d Jobs of this group from an earlier try (%d still running)", adopted, kept_running
+            )
+        with ThreadPoolExecutor(API_CONCURRENCY) as pool:
+            list(
+                pool.map(
+                    lambda bu: hook.delete_job(namespace, bu[0]["metadata"]["name"], "Background", bu[1]),
+                    to_replace,
+                )
+            )
+            list(
+                pool.map(
+                    lambda bu: hook.wait_deleted(namespace, bu[0]["metadata"]["name"], bu[1]), to_replace
+                )
+            )
+            fresh = to_create + [b for b, _ in to_replace]
+            fresh.sort(key=item_index)
+            slots = None if self.max_active_jobs is None else max(0, self.max_active_jobs - kept_running)
+            for n, body in enumerate(fresh):
+                if slots is not None and n >= slots and not body["spec"].get("suspend"):
+                    body["spec"]["suspend"] = True
+                    body["metadata"].setdefault("annotations", {})[ANNOTATION_QUEUED] = "true"
+            t0 = time.monotonic()
+            list(pool.map(lambda b: self._create(hook, namespace, b), fresh))
+        if fresh:
+            self.log.info(
+                "created %d Jobs (%d replacing failed ones) in %.1fs; group selector %s",
+                len(fresh),
+                len(to_replace),
+                time.monotonic() - t0,
+                selector,
+            )
+
+    @staticmethod
+    def _create(hook: BatchJobHook, namespace: str, body: dict[str, Any]) -> None:
+        try:
+            hook.create_job(namespace, body)
+        except ApiException as e:
+            if e.status == 409:
+                return  # created meanwhile (a concurrent try): it is adopted by the wait
+            if e.status in (400, 422):
+                raise InvalidJobTemplateError(
+                    f"the apiserver rejected Job {body['metadata']['name']}: {e.body}"
+                ) from e
+            raise
+
+    def _goal(self, expected: int) -> GroupGoal:
+        return GroupGoal(expected=expected, fail_fast=self.fail_fast)
+
+    def wait_group(self, context: Context, namespace: str, selector: str, expected: int) -> Any:
+        deadline = time.time() + self.wait_timeout if self.wait_timeout else None
+        goal = self._goal(expected)
+        if self.deferrable:
+            self.defer(
+                trigger=JobGroupTrigger(
+                    namespace=namespace,
+                    label_selector=selector,
+                    goal=goal.to_dict(),
+                    max_active=self.max_active_jobs,
+                    kubernetes_conn_id=self.kubernetes_conn_id,
+                    deadline=deadline,
+                    delete_on_kill=True,
+                    progress_interval=self.progress_interval,
+                ),
+                method_name="execute_complete",
+            )
+        event = asyncio.run(
+            wait_for_group(
+                namespace=namespace,
+                label_selector=selector,
+                goal=goal,
+                max_active=self.max_active_jobs,
+                kubernetes_conn_id=self.kubernetes_conn_id,
+                deadline=deadline,
+                progress=self.log.info,
+                progress_interval=self.progress_interval,
+            )
+        )
+        event.update(namespace=namespace, label_selector=selector)
+        return self.execute_complete(context, event)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        status, namespace, selector = event.get("status"), event["namespace"], event["label_selector"]
+        if status == "error":
+            raise BatchJobError(f"waiting on the group failed: {event.get('message')}")
+        hook = self.hook
+        jobs = sorted(hook.list_jobs(namespace, selector), key=item_index)
+        table = [self._row(job) for job in jobs]
+        self.log.info("group %s: %s", selector, event.get("message"))
+        if status == "timeout":
+            raise JobTimeoutError(event.get("message", "timed out"))
+        failed = [r for r in table if r["state"] == JobState.FAILED.value]
+        succeeded = [r for r in table if r["state"] == JobState.SUCCEEDED.value]
+        for job in [j for j in jobs if outcome_from_job(j).state is JobState.FAILED][
+            : self.max_failed_pod_logs
+        ]:
+            self.log_failed_pods(outcome_from_job(job))
+        ok = (
+            (len(succeeded) >= (self.min_success or 0))
+            if self.failure_policy == "min_success"
+            else not failed
+        )
+        if self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and ok):
+            hook.batch.delete_collection_namespaced_job(
+                namespace, label_selector=selector, propagation_policy=self.propagation_policy
+            )
+        if not ok:
+            names = ", ".join(repr(r["item"]) for r in failed[:20]) + (" ..." if len(failed) > 20 else "")
+            raise JobFailedError(f"{len(failed)} of {len(table)} items failed: {names}", {"items": table})
+        return table
+
+    @staticmethod
+    def _row(job: dict[str, Any]) -> dict[str, Any]:
+        outcome: JobOutcome = outcome_from_job(job)
+        key = (job["metadata"].get("annotations") or {}).get(naming.ANNOTATION_ITEM_KEY)
+        return {
+            "index": item_index(job),
+            "item": key,
+            "job": outcome.name,
+            "state": outcome.state.value,
+            "reason": outcome.reason,
+            "message": outcome.message,
+            "succeeded": outcome.succeeded,
+            "failed": outcome.failed,
+            "completed_indexes": list(outcome.completed_indexes),
+            "failed_indexes": list(outcome.failed_indexes),
+        }

@@ -1,0 +1,171 @@
+"""JobGroupTrigger: waits on a group of Jobs (one label selector, one shared watch).
+
+It also enforces ``max_active``: Jobs the operator created suspended (annotated as queued) are
+resumed as others finish, computed afresh from the current Jobs on every change, so a triggerer
+restart loses nothing. The event stays small (counts only); the operator lists the Jobs once to
+build its per-item table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from kubernetes_asyncio import client as aclient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from airflow_batchjob.core.group import GroupGoal, judge_group, progress_of, to_resume
+from airflow_batchjob.core.outcome import outcome_from_job
+from airflow_batchjob.core.selector import parse_selector, selector_matches
+from airflow_batchjob.core.wait import Verdict
+from airflow_batchjob.hooks.batchjob import async_api_client
+from airflow_batchjob.hooks.watch import ClientFactory, Job, subscription
+
+
+async def _resume(api: aclient.ApiClient, namespace: str, names: list[str]) -> None:
+    batch = aclient.BatchV1Api(api)
+    body = {"spec": {"suspend": False}}
+
+    async def one(name: str) -> None:
+        try:
+            await batch.patch_namespaced_job(name, namespace, body)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    await asyncio.gather(*(one(n) for n in names))
+
+
+async def wait_for_group(
+    *,
+    namespace: str,
+    label_selector: str,
+    goal: GroupGoal | None = None,
+    max_active: int | None = None,
+    kubernetes_conn_id: str = "kubernetes_default",
+    deadline: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    progress_interval: float = 10.0,
+    client_factory: ClientFactory = async_api_client,
+) -> dict[str, Any]:
+    """Wait until the group meets ``goal``; return ``{"status", "message", "counts"}``."""
+    goal = goal or GroupGoal()
+    selector = parse_selector(label_selector)
+
+    def match(job: Job) -> bool:
+        return selector_matches(selector, job["metadata"].get("labels"))
+
+    last_line, last_time = "", 0.0
+    resumed: set[str] = set()
+    async with subscription(kubernetes_conn_id, namespace, match, client_factory) as sub:
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            try:
+                await asyncio.wait_for(sub.queue.get(), timeout)
+            except TimeoutError:
+                p = progress_of([outcome_from_job(j) for j in sub.jobs.values()])
+                return {
+                    "status": "timeout",
+                    "counts": p.__dict__,
+                    "message": f"timed out waiting for Jobs {label_selector!r}: {p.line(goal.expected)}",
+                }
+            while not sub.queue.empty():
+                sub.queue.get_nowait()
+            if not sub.synced:
+                continue
+            jobs = list(sub.jobs.values())
+            if max_active:
+                names = [n for n in to_resume(jobs, max_active) if n not in resumed]
+                if names and sub.api is not None:
+                    await _resume(sub.api, namespace, names)
+                    resumed.update(names)
+            outcomes = [outcome_from_job(j) for j in jobs]
+            verdict, why = judge_group(outcomes, goal)
+            line = progress_of(outcomes).line(goal.expected)
+            now = time.monotonic()
+            if (
+                progress
+                and line != last_line
+                and (verdict is not Verdict.WAITING or not last_line or now - last_time >= progress_interval)
+            ):
+                progress(f"Jobs {label_selector}: {line}")
+                last_line, last_time = line, now
+            if verdict is not Verdict.WAITING:
+                return {"status": verdict.value, "message": why, "counts": progress_of(outcomes).__dict__}
+
+
+class JobGroupTrigger(BaseTrigger):
+    """Fires once when a group of Jobs (by label selector) meets its goal, fails it, or times out."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        label_selector: str,
+        goal: dict[str, Any] | None = None,
+        max_active: int | None = None,
+        kubernetes_conn_id: str = "kubernetes_default",
+        deadline: float | None = None,
+        delete_on_kill: bool = False,
+        progress_interval: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.goal = goal
+        self.max_active = max_active
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.deadline = deadline
+        self.delete_on_kill = delete_on_kill
+        self.progress_interval = progress_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        kwargs: dict[str, Any] = {"namespace": self.namespace, "label_selector": self.label_selector}
+        optional = {
+            "goal": self.goal or None,
+            "max_active": self.max_active,
+            "deadline": self.deadline,
+            "kubernetes_conn_id": None
+            if self.kubernetes_conn_id == "kubernetes_default"
+            else self.kubernetes_conn_id,
+            "delete_on_kill": self.delete_on_kill or None,
+            "progress_interval": None if self.progress_interval == 10.0 else self.progress_interval,
+        }
+        kwargs.update({k: v for k, v in optional.items() if v is not None})
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            event = await wait_for_group(
+                namespace=self.namespace,
+                label_selector=self.label_selector,
+                goal=GroupGoal.from_dict(self.goal),
+                max_active=self.max_active,
+                kubernetes_conn_id=self.kubernetes_conn_id,
+                deadline=self.deadline,
+                progress=self.log.info,
+                progress_interval=self.progress_interval,
+            )
+        except Exception as e:
+            self.log.exception("waiting on Jobs %s in %s failed", self.label_selector, self.namespace)
+            event = {"status": "error", "message": f"{type(e).__name__}: {e}", "counts": None}
+        event.update(namespace=self.namespace, label_selector=self.label_selector)
+        yield TriggerEvent(event)
+
+    async def on_kill(self) -> None:
+        """A user killed the task: delete the group's Jobs and their Pods (one collection delete)."""
+        if not self.delete_on_kill:
+            return
+        async with async_api_client(self.kubernetes_conn_id) as api:
+            await asyncio.wait_for(
+                aclient.BatchV1Api(api).delete_collection_namespaced_job(
+                    self.namespace, label_selector=self.label_selector, propagation_policy="Background"
+                ),
+                30,
+            )
+        self.log.info(
+            "deleted Jobs %s in %s because the task was killed", self.label_selector, self.namespace
+        )
