@@ -1,0 +1,358 @@
+"""IndexedJobOperator: static work assignment, item i to the Pod with ``JOB_COMPLETION_INDEX = i``.
+
+Kubernetes' recipe indexes a bash array with ``$JOB_COMPLETION_INDEX`` in an init container. Here
+the items travel as data: ConfigMaps (owned by the Job, so garbage-collected with it) mounted as
+one file per index, and the worker entrypoint puts item i on the program's stdin and in ``ITEM``,
+with the file's path in ``ITEM_FILE``. A retry runs only the failed or never-run items, in a new
+Indexed Job over that subset (its index map kept in an annotation), and the result merges every
+attempt, per original index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from kubernetes.client.rest import ApiException
+
+from airflow_batchjob.core import naming
+from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.items import Item, normalize_items
+from airflow_batchjob.core.outcome import (
+    JobOutcome,
+    JobState,
+    format_indexes,
+    outcome_from_job,
+    parse_indexes,
+)
+from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedError
+from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.operators.job import BatchJobOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+ANNOTATION_INDEXES = f"{naming.LABEL_PREFIX}/indexes"  # the original item indexes this Job covers
+ANNOTATION_ATTEMPT = f"{naming.LABEL_PREFIX}/attempt"
+CONFIGMAP_BYTES = 900 * 1024  # a ConfigMap (the whole object) must stay under 1 MiB
+MAX_CONFIGMAPS = 64
+WORKER = ["python", "-m", "airflow_batchjob.worker"]
+
+
+def chunk_items(texts: Sequence[str], limit: int = CONFIGMAP_BYTES) -> list[dict[str, str]]:
+    """Split ``{index: text}`` into ConfigMap-sized data dicts; refuse item sets too large to carry."""
+    chunks: list[dict[str, str]] = [{}]
+    size = 0
+    for i, text in enumerate(texts):
+        n = len(text.encode()) + len(str(i)) + 16
+        if n > limit:
+            raise InvalidJobSpecError(
+                f"item {i} is {n} bytes; one item must fit a ConfigMap (under {limit} bytes): "
+                "pass a reference (a path or URI) instead"
+            )
+        if size + n > limit:
+            chunks.append({})
+            size = 0
+        chunks[-1][str(i)] = text
+        size += n
+    if len(chunks) > MAX_CONFIGMAPS:
+        raise InvalidJobSpecError(
+            f"the items need {len(chunks)} ConfigMaps (over {MAX_CONFIGMAPS}, about "
+            f"{MAX_CONFIGMAPS * limit // 2**20} MiB): split the work across tasks or use a queue"
+        )
+    return chunks
+
+
+class IndexedJobOperator(BatchJobOperator):
+    """Run one Indexed Job over ``items``: Pod i processes item i with an unchanged program.
+
+    Takes every parameter of :class:`BatchJobOperator` (``cmds``/``arguments`` or the template's
+    container are the program; ``parallelism``, ``backoff_limit_per_index``,
+    ``max_failed_indexes``, ``pod_failure_policy``, ``success_policy`` first-class) plus:
+
+    :param items: list (templated, or an XCom) of strings or JSON objects.
+    :param use_worker: wrap the program with the worker entrypoint (default), which feeds it
+        the item on stdin and in ``ITEM``/``ITEM_INDEX``/``ITEM_FILE``. With False the program
+        reads ``<items_mount_path>/$JOB_COMPLETION_INDEX`` itself.
+    :param worker_command: how the image runs the worker (``python -m airflow_batchjob.worker``).
+
+    Returns (XCom) ``{"job", "namespace", "completed_indexes", "failed_indexes", "items": [{"index",
+    "item", "state" (succeeded|failed|not_run), "exit_code", "log_tail", "job"}]}`` over every attempt.
+    """
+
+    template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "items")
+
+    def __init__(
+        self,
+        *,
+        items: Any,
+        use_worker: bool = True,
+        worker_command: Sequence[str] = tuple(WORKER),
+        items_mount_path: str = "/batchjob/items",
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("completion_mode", "Indexed") != "Indexed":
+            raise InvalidJobTemplateError("IndexedJobOperator always runs completion_mode='Indexed'")
+        if kwargs.get("completions") is not None:
+            raise InvalidJobTemplateError(
+                "IndexedJobOperator sets completions from len(items): drop completions"
+            )
+        literal = isinstance(items, list)
+        checked = self._items_checked(items) if literal else []
+        kwargs.update(completion_mode="Indexed", completions=max(1, len(checked)) if literal else 1)
+        super().__init__(**kwargs)
+        self.items = items
+        self.use_worker = use_worker
+        self.worker_command = list(worker_command)
+        self.items_mount_path = items_mount_path
+
+    @staticmethod
+    def _items_checked(values: Any) -> list[Item]:
+        try:
+            items = normalize_items(values, max_item_bytes=CONFIGMAP_BYTES, allow_duplicates=True)
+            if not items:
+                raise InvalidJobSpecError("items is empty: an Indexed Job needs at least one item")
+            chunk_items([i.text for i in items])
+            return items
+        except InvalidJobSpecError as e:
+            raise InvalidJobTemplateError(f"items: {e}") from e
+
+    # -- attempts --------------------------------------------------------------------------
+    @staticmethod
+    def covered(job: dict[str, Any]) -> list[int]:
+        """Original item indexes a Job covers, in its own index order."""
+        ann = (job["metadata"].get("annotations") or {}).get(ANNOTATION_INDEXES, "")
+        return parse_indexes(ann)
+
+    def execute(self, context: Context) -> Any:
+        items = self._items_checked(self.items)
+        namespace = self.resolve_namespace()
+        ti = context["ti"]
+        map_index = -1 if ti.map_index is None else ti.map_index
+        selector = naming.task_selector(ti.dag_id, ti.task_id, ti.run_id, map_index)
+        hook = self.hook
+        previous = sorted(
+            hook.list_jobs(namespace, selector),
+            key=lambda j: int((j["metadata"].get("annotations") or {}).get(ANNOTATION_ATTEMPT, "1")),
+        )
+        running = [j for j in previous if not outcome_from_job(j).done]
+        if running:
+            job = running[-1]
+            self.log.info("adopting Indexed Job %s/%s, still running", namespace, job["metadata"]["name"])
+        else:
+            done = self.merge(previous, items, hook, namespace, with_logs=False)
+            todo = [r["index"] for r in done if r["state"] != JobState.SUCCEEDED.value]
+            if previous and not todo and self.reuse_succeeded:
+                return self.indexed_result(previous, items, namespace)
+            if not todo or not previous:
+                for j in previous:  # a clear of a finished run: run everything again
+                    hook.delete_job(namespace, j["metadata"]["name"], "Background", j["metadata"]["uid"])
+                previous, todo = [], list(range(len(items)))
+            else:
+                self.log.info(
+                    "retry: %d of %d items still to run (failed or never run): indexes %s",
+                    len(todo),
+                    len(items),
+                    format_indexes(todo),
+                )
+            job = self.create_attempt(context, hook, namespace, items, todo, attempt=len(previous) + 1)
+        name, uid = job["metadata"]["name"], job["metadata"]["uid"]
+        ti.xcom_push(key="job_name", value=name)
+        ti.xcom_push(key="job_namespace", value=namespace)
+        return self.wait(context, namespace, name, uid)
+
+    def create_attempt(
+        self,
+        context: Context,
+        hook: BatchJobHook,
+        namespace: str,
+        items: list[Item],
+        todo: list[int],
+        attempt: int,
+    ) -> dict[str, Any]:
+        ti = context["ti"]
+        map_index = -1 if ti.map_index is None else ti.map_index
+        name = naming.job_name(
+            ti.dag_id,
+            ti.task_id,
+            ti.run_id,
+            map_index,
+            attempt_suffix=None if attempt == 1 else f"a{attempt}",
+        )
+        chunks = chunk_items([items[i].text for i in todo])
+        cm_names = [f"{name}-items-{k}" for k in range(len(chunks))]
+        overrides = dataclasses.replace(self.overrides, completions=len(todo), completion_mode="Indexed")
+        body = self.build(
+            context,
+            namespace,
+            name=name,
+            overrides=overrides,
+            extra_annotations={ANNOTATION_INDEXES: format_indexes(todo), ANNOTATION_ATTEMPT: str(attempt)},
+        )
+        self._mount_items(body, cm_names)
+        for cm, data in zip(cm_names, chunks, strict=True):
+            try:
+                hook.core.create_namespaced_config_map(
+                    namespace, {"metadata": {"name": cm, "labels": body["metadata"]["labels"]}, "data": data}
+                )
+            except ApiException as e:
+                if e.status != 409:  # left by a try that died before creating its Job: replace
+                    raise
+                hook.core.replace_namespaced_config_map(
+                    cm, namespace, {"metadata": {"name": cm}, "data": data}
+                )
+        job = self.create_or_adopt(hook, namespace, body)
+        assert job is not None
+        owner = [
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": name,
+                "uid": job["metadata"]["uid"],
+                "controller": False,
+                "blockOwnerDeletion": False,
+            }
+        ]
+        for cm in cm_names:
+            hook.core.patch_namespaced_config_map(cm, namespace, {"metadata": {"ownerReferences": owner}})
+        self.log.info(
+            "Indexed Job %s/%s: %d items (attempt %d) in %d ConfigMap(s)",
+            namespace,
+            name,
+            len(todo),
+            attempt,
+            len(cm_names),
+        )
+        return job
+
+    def _mount_items(self, body: dict[str, Any], cm_names: list[str]) -> None:
+        pod = body["spec"]["template"]["spec"]
+        pod.setdefault("volumes", []).append(
+            {
+                "name": "batchjob-items",
+                "projected": {"sources": [{"configMap": {"name": n}} for n in cm_names]},
+            }
+        )
+        for c in pod["containers"]:
+            c.setdefault("volumeMounts", []).append(
+                {"name": "batchjob-items", "mountPath": self.items_mount_path, "readOnly": True}
+            )
+        if self.use_worker:
+            main = pod["containers"][0]
+            program = list(main.pop("command", None) or []) + list(main.pop("args", None) or [])
+            if not program:
+                raise InvalidJobTemplateError(
+                    "IndexedJobOperator needs the program to run: pass cmds (and arguments)"
+                )
+            main["command"] = [
+                *self.worker_command,
+                "indexed",
+                "--items-dir",
+                self.items_mount_path,
+                "--",
+                *program,
+            ]
+
+    # -- results ---------------------------------------------------------------------------
+    def merge(
+        self,
+        jobs: list[dict[str, Any]],
+        items: list[Item],
+        hook: BatchJobHook,
+        namespace: str,
+        with_logs: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Per original index, the latest attempt's word: succeeded, failed (exit code, log tail), not run."""
+        rows = [
+            {
+                "index": i,
+                "item": item.value,
+                "state": "not_run",
+                "exit_code": None,
+                "log_tail": None,
+                "job": None,
+            }
+            for i, item in enumerate(items)
+        ]
+        logs_left = self.max_failed_pod_logs if with_logs else 0
+        for job in jobs:
+            covered = self.covered(job)
+            outcome = outcome_from_job(job)
+            failed_pods = (
+                self._failed_pods(hook, namespace, outcome)
+                if outcome.failed or outcome.failed_indexes
+                else {}
+            )
+            for local, original in enumerate(covered):
+                if original >= len(rows):
+                    continue
+                row = rows[original]
+                row["job"] = outcome.name
+                if local in outcome.completed_indexes:
+                    row.update(state="succeeded", exit_code=0, log_tail=None)
+                elif local in failed_pods or local in outcome.failed_indexes:
+                    pod, container, code = failed_pods.get(local, (None, None, None))
+                    tail = None
+                    if pod and logs_left > 0:
+                        tail = hook.pod_log_tail(namespace, pod, container, self.log_tail_lines)
+                        logs_left -= 1
+                    row.update(state="failed", exit_code=code, log_tail=tail)
+                elif row["state"] != "succeeded":
+                    row.update(state="not_run", exit_code=None, log_tail=None)
+        return rows
+
+    @staticmethod
+    def _failed_pods(
+        hook: BatchJobHook, namespace: str, outcome: JobOutcome
+    ) -> dict[int, tuple[str, str, int]]:
+        """The latest failed Pod of each index: (pod name, container, exit code)."""
+        found: dict[int, tuple[str, str, int, str]] = {}
+        for pod in hook.list_pods(namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}"):
+            if (pod.get("status") or {}).get("phase") != "Failed":
+                continue
+            index = (pod["metadata"].get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
+            for cs in pod["status"].get("containerStatuses") or []:
+                term = (cs.get("state") or {}).get("terminated") or {}
+                if term and term.get("exitCode") != 0 and index is not None:
+                    created = pod["metadata"].get("creationTimestamp") or ""
+                    if int(index) not in found or found[int(index)][3] < created:
+                        found[int(index)] = (pod["metadata"]["name"], cs["name"], term["exitCode"], created)
+        return {i: v[:3] for i, v in found.items()}
+
+    def indexed_result(self, jobs: list[dict[str, Any]], items: list[Item], namespace: str) -> dict[str, Any]:
+        rows = self.merge(jobs, items, self.hook, namespace)
+        return {
+            "job": jobs[-1]["metadata"]["name"] if jobs else None,
+            "namespace": namespace,
+            "completed_indexes": format_indexes([r["index"] for r in rows if r["state"] == "succeeded"]),
+            "failed_indexes": format_indexes([r["index"] for r in rows if r["state"] == "failed"]),
+            "items": rows,
+        }
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        if event.get("status") == "error":
+            raise BatchJobError(f"waiting on the Job failed: {event.get('message')}")
+        items = self._items_checked(self.items)
+        namespace = event["namespace"]
+        ti = context["ti"]
+        map_index = -1 if ti.map_index is None else ti.map_index
+        selector = naming.task_selector(ti.dag_id, ti.task_id, ti.run_id, map_index)
+        jobs = sorted(
+            self.hook.list_jobs(namespace, selector),
+            key=lambda j: int((j["metadata"].get("annotations") or {}).get(ANNOTATION_ATTEMPT, "1")),
+        )
+        try:
+            outcome = self.finish(event)
+        except JobFailedError as e:
+            result = self.indexed_result(jobs, items, namespace)
+            failed = [r for r in result["items"] if r["state"] != "succeeded"]
+            named = ", ".join(f"{r['index']}={json.dumps(r['item'])[:60]}" for r in failed[:20])
+            ti.xcom_push(key="items", value=result)
+            raise JobFailedError(
+                f"{e}; items not done: {named}{' ...' if len(failed) > 20 else ''}", e.outcome
+            ) from e
+        result = self.indexed_result(jobs, items, namespace)
+        result["outcome"] = outcome.to_dict()
+        return result
