@@ -1,10 +1,10 @@
 """Plain Jobs: one Pod, a fixed completion count, and a sensor on a Job created elsewhere."""
 
+from _common import DEFAULT_ARGS, IMAGE, NAMESPACE, START
 from airflow.sdk import DAG
 
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.sensors.job import JobSensor
-from _common import DEFAULT_ARGS, IMAGE, NAMESPACE, START
 
 with DAG(
     "example_batchjob",

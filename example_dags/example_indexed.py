@@ -1,11 +1,11 @@
 """Indexed Job with static work assignment: item i to the Pod with JOB_COMPLETION_INDEX = i."""
 
+from _common import DEFAULT_ARGS, IMAGE, NAMESPACE, START, WORKER_IMAGE
 from airflow.sdk import DAG
 
 from airflow_batchjob.operators.indexed import IndexedJobOperator
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.sensors.job import JobSensor
-from _common import DEFAULT_ARGS, IMAGE, NAMESPACE, START, WORKER_IMAGE
 
 with DAG(
     "example_indexed",

@@ -1,10 +1,10 @@
 """Template expansion: one Job per work item from one template, labelled as a jobgroup."""
 
+from _common import DEFAULT_ARGS, IMAGE, NAMESPACE, START
 from airflow.sdk import DAG
 
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from airflow_batchjob.sensors.jobgroup import JobGroupSensor
-from _common import DEFAULT_ARGS, IMAGE, NAMESPACE, START
 
 with DAG(
     "example_jobgroup",

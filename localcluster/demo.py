@@ -8,6 +8,7 @@ failed. Deferral really happens: waiting tasks are handed to the triggerer proce
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -105,10 +106,8 @@ def run_demo() -> int:
         results = wait_runs(db, dag_ids, timeout=float(os.environ.get("BATCHJOB_DEMO_TIMEOUT", "900")))
     finally:
         for p in procs.values():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for p in procs.values():
             try:
                 p.wait(timeout=20)
