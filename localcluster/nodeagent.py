@@ -390,6 +390,10 @@ class PodRunner(threading.Thread):
         """Record a container's exit like the kubelet: exit code, reason, termination message."""
         started = c.state.get("running", {}).get("startedAt", now())
         if c.proc:
+            # When a container's main process ends, the runtime ends the rest of the container
+            # (its PID namespace dies with PID 1): kill what it left behind in its process group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(c.proc.pid, signal.SIGKILL)
             self.agent.pid_dir.joinpath(str(c.proc.pid)).unlink(missing_ok=True)
         message = ""
         term = self.dir / f"{c.name}.termination-log"
