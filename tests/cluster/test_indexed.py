@@ -24,8 +24,11 @@ def new_dag(dag_id: str) -> DAG:
 
 
 def pods_by_index(api_client: Any, ns: str, job: str) -> dict[int, list[Any]]:
-    pods = client.CoreV1Api(api_client).list_namespaced_pod(
-        ns, label_selector=f"batch.kubernetes.io/job-name={job}").items
+    pods = (
+        client.CoreV1Api(api_client)
+        .list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={job}")
+        .items
+    )
     out: dict[int, list[Any]] = {}
     for p in pods:
         out.setdefault(int(p.metadata.annotations["batch.kubernetes.io/job-completion-index"]), []).append(p)
@@ -35,8 +38,9 @@ def pods_by_index(api_client: Any, ns: str, job: str) -> dict[int, list[Any]]:
 def test_rev_example(run_dag: Any, api_client: Any, namespace: str) -> None:
     items = ["foo", "bar", "baz", "qux", "xyz"]
     with new_dag("rev") as dag:
-        IndexedJobOperator(task_id="rev", namespace=namespace, items=items, image="busybox", cmds=["rev"],
-                           parallelism=3)
+        IndexedJobOperator(
+            task_id="rev", namespace=namespace, items=items, image="busybox", cmds=["rev"], parallelism=3
+        )
     result = run_dag(dag)["rev"]
     assert result["state"] == "success"
     ret = result["xcom"]["return_value"]
@@ -48,12 +52,20 @@ def test_rev_example(run_dag: Any, api_client: Any, namespace: str) -> None:
         assert log.strip() == items[index][::-1]
 
 
-def test_failed_index_named_and_retry_runs_only_it(run_dag: Any, api_client: Any, namespace: str,
-                                                   capfd: pytest.CaptureFixture[str]) -> None:
+def test_failed_index_named_and_retry_runs_only_it(
+    run_dag: Any, api_client: Any, namespace: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     with new_dag("per_index") as dag:
-        IndexedJobOperator(task_id="check", namespace=namespace, items=["ok-1", "bad", "ok-2"], image="busybox",
-                           cmds=["sh", "-c", 'echo "checking $ITEM"; test "$ITEM" != bad'],
-                           backoff_limit_per_index=1, retries=1, retry_delay=pendulum.duration(seconds=0))
+        IndexedJobOperator(
+            task_id="check",
+            namespace=namespace,
+            items=["ok-1", "bad", "ok-2"],
+            image="busybox",
+            cmds=["sh", "-c", 'echo "checking $ITEM"; test "$ITEM" != bad'],
+            backoff_limit_per_index=1,
+            retries=1,
+            retry_delay=pendulum.duration(seconds=0),
+        )
     result = run_dag(dag)["check"]
     out = capfd.readouterr().out
     assert result["state"] == "failed" and result["try_number"] == 2
@@ -62,8 +74,10 @@ def test_failed_index_named_and_retry_runs_only_it(run_dag: Any, api_client: Any
     assert table["failed_indexes"] == "1" and table["completed_indexes"] == "0,2"
     bad = table["items"][1]
     assert bad["state"] == "failed" and bad["exit_code"] == 1 and "checking bad" in bad["log_tail"]
-    jobs = sorted(client.BatchV1Api(api_client).list_namespaced_job(namespace).items,
-                  key=lambda j: j.metadata.creation_timestamp)
+    jobs = sorted(
+        client.BatchV1Api(api_client).list_namespaced_job(namespace).items,
+        key=lambda j: j.metadata.creation_timestamp,
+    )
     assert len(jobs) == 2
     first, retry = jobs
     assert first.status.failed_indexes == "1" and first.status.completed_indexes == "0,2"
@@ -72,10 +86,18 @@ def test_failed_index_named_and_retry_runs_only_it(run_dag: Any, api_client: Any
 
 
 def test_max_failed_indexes_fails_fast(run_dag: Any, api_client: Any, namespace: str) -> None:
-    script = f'if [ "$ITEM" = bad ]; then exit 1; fi; {SLOW_STOP}'
+    # The bad item fails once the others surely run (a Pod not started yet would stop at once).
+    script = f'if [ "$ITEM" = bad ]; then sleep 3; exit 1; fi; {SLOW_STOP}'
     with new_dag("max_failed") as dag:
-        IndexedJobOperator(task_id="strict", namespace=namespace, items=["bad", "slow-1", "slow-2"], image="busybox",
-                           cmds=["sh", "-c", script], backoff_limit_per_index=0, max_failed_indexes=0)
+        IndexedJobOperator(
+            task_id="strict",
+            namespace=namespace,
+            items=["bad", "slow-1", "slow-2"],
+            image="busybox",
+            cmds=["sh", "-c", script],
+            backoff_limit_per_index=0,
+            max_failed_indexes=0,
+        )
     result = run_dag(dag)["strict"]
     assert result["state"] == "failed"
     (job,) = client.BatchV1Api(api_client).list_namespaced_job(namespace).items
@@ -87,8 +109,14 @@ def test_max_failed_indexes_fails_fast(run_dag: Any, api_client: Any, namespace:
 def test_success_policy_met_while_others_run(run_dag: Any, api_client: Any, namespace: str) -> None:
     script = f'if [ "$ITEM_INDEX" = 0 ]; then exit 0; fi; {SLOW_STOP}'
     with new_dag("first_index") as dag:
-        IndexedJobOperator(task_id="leader", namespace=namespace, items=["a", "b", "c"], image="busybox",
-                           cmds=["sh", "-c", script], success_policy={"rules": [{"succeededIndexes": "0"}]})
+        IndexedJobOperator(
+            task_id="leader",
+            namespace=namespace,
+            items=["a", "b", "c"],
+            image="busybox",
+            cmds=["sh", "-c", script],
+            success_policy={"rules": [{"succeededIndexes": "0"}]},
+        )
     result = run_dag(dag)["leader"]
     assert result["state"] == "success"
     ret = result["xcom"]["return_value"]
@@ -96,22 +124,45 @@ def test_success_policy_met_while_others_run(run_dag: Any, api_client: Any, name
     assert [r["state"] for r in ret["items"]] == ["succeeded", "not_run", "not_run"]
 
 
-def test_pod_failure_policy_ignore_does_not_count(run_dag: Any, api_client: Any, namespace: str,
-                                                  tmp_path: Path) -> None:
-    script = 'if [ ! -e /state/$ITEM_INDEX ]; then touch /state/$ITEM_INDEX; exit 42; fi; echo done'
-    template = {"spec": {"template": {"spec": {
-        "restartPolicy": "Never", "volumes": [{"name": "state", "hostPath": {"path": str(tmp_path)}}],
-        "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", script],
-                        "volumeMounts": [{"name": "state", "mountPath": "/state"}]}]}}}}
+def test_pod_failure_policy_ignore_does_not_count(
+    run_dag: Any, api_client: Any, namespace: str, tmp_path: Path
+) -> None:
+    script = "if [ ! -e /state/$ITEM_INDEX ]; then touch /state/$ITEM_INDEX; exit 42; fi; echo done"
+    template = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "volumes": [{"name": "state", "hostPath": {"path": str(tmp_path)}}],
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "busybox",
+                            "command": ["sh", "-c", script],
+                            "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                        }
+                    ],
+                }
+            }
+        }
+    }
     policy = {"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [42]}}]}
     with new_dag("ignore_42") as dag:
-        IndexedJobOperator(task_id="ignore", namespace=namespace, items=["x", "y"], job_template=template,
-                           backoff_limit_per_index=0, pod_failure_policy=policy)
+        IndexedJobOperator(
+            task_id="ignore",
+            namespace=namespace,
+            items=["x", "y"],
+            job_template=template,
+            backoff_limit_per_index=0,
+            pod_failure_policy=policy,
+        )
     result = run_dag(dag)["ignore"]
     assert result["state"] == "success"
     (job,) = client.BatchV1Api(api_client).list_namespaced_job(namespace).items
     assert not job.status.failed  # the two exit-42 Pods were ignored, not counted against their index
-    assert len([p for ps in pods_by_index(api_client, namespace, job.metadata.name).values() for p in ps]) == 4
+    assert (
+        len([p for ps in pods_by_index(api_client, namespace, job.metadata.name).values() for p in ps]) == 4
+    )
 
 
 def test_bad_parameters_fail_early() -> None:
@@ -121,15 +172,21 @@ def test_bad_parameters_fail_early() -> None:
         IndexedJobOperator(task_id="b", items=[], image="busybox", cmds=["cat"])
     with pytest.raises(InvalidJobTemplateError, match="max_failed_indexes"):
         IndexedJobOperator(task_id="c", items=["x"], image="busybox", cmds=["cat"], max_failed_indexes=1)
-    with pytest.raises(InvalidJobTemplateError, match="must fit a ConfigMap"):
+    with pytest.raises(InvalidJobTemplateError, match="over the 921600-byte limit"):
         IndexedJobOperator(task_id="d", items=["x" * 2_000_000], image="busybox", cmds=["cat"])
 
 
 def test_thousand_items_in_one_job(run_dag: Any, api_client: Any, namespace: str) -> None:
     items = [f"item-{i:04d}" for i in range(1000)]
     with new_dag("thousand") as dag:
-        IndexedJobOperator(task_id="thousand", namespace=namespace, items=items, image="busybox",
-                           cmds=["sh", "-c", 'test "$ITEM" = "item-$(printf %04d $ITEM_INDEX)"'], parallelism=100)
+        IndexedJobOperator(
+            task_id="thousand",
+            namespace=namespace,
+            items=items,
+            image="busybox",
+            cmds=["sh", "-c", 'test "$ITEM" = "item-$(printf %04d $ITEM_INDEX)"'],
+            parallelism=100,
+        )
     result = run_dag(dag)["thousand"]
     assert result["state"] == "success"
     ret = result["xcom"]["return_value"]
