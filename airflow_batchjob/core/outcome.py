@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -159,10 +160,10 @@ def _decisive(conditions: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     terminal = [c for c in outcome if c.get("type") in _TERMINAL_TYPES]
     candidates = terminal or outcome
-    # ISO-8601 UTC timestamps ("...Z") sort lexically; missing times sort last.
+    # Normalised to UTC "...Z", timestamps sort lexically; missing times sort last.
     return min(
         candidates,
-        key=lambda c: (c.get("lastTransitionTime") or "~", c.get("type") not in _FAILURE_TYPES),
+        key=lambda c: (_iso(c.get("lastTransitionTime")) or "~", c.get("type") not in _FAILURE_TYPES),
     )
 
 
@@ -181,7 +182,11 @@ def outcome_from_job(job: Mapping[str, Any] | Any) -> JobOutcome:
     decisive = _decisive(conditions)
     suspended = next((c for c in conditions if c.get("type") == "Suspended"), None)
     active, ready = _count(status.get("active")), _count(status.get("ready"))
-    succeeded, failed = _count(status.get("succeeded")), _count(status.get("failed"))
+    # Terminated Pods the controller has not yet moved into succeeded/failed (it lists their UIDs
+    # first, and is still doing so at SuccessCriteriaMet / FailureTarget) really ended that way.
+    uncounted = status.get("uncountedTerminatedPods") or {}
+    succeeded = _count(status.get("succeeded")) + len(uncounted.get("succeeded") or ())
+    failed = _count(status.get("failed")) + len(uncounted.get("failed") or ())
 
     reason = message = condition_time = None
     final = False
@@ -224,7 +229,22 @@ def outcome_from_job(job: Mapping[str, Any] | Any) -> JobOutcome:
 
 
 def _iso(value: Any) -> str | None:
-    """Timestamps arrive as ISO strings from the API but as datetimes via some client paths."""
+    """A timestamp as the API writes it: RFC 3339 in UTC ending in "Z", e.g. "2024-05-01T10:00:00Z".
+
+    Job dicts from the API already have that form and are kept as they are. A ``V1Job`` carries
+    datetimes, which arrive here as datetimes or (through ``to_api``) as "+00:00" strings.
+    """
     if value is None:
         return None
-    return value if isinstance(value, str) else str(value.isoformat())
+    if isinstance(value, str):
+        if value.endswith("Z"):
+            return value
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value  # not ours to fix: keep what the API sent
+    if not isinstance(value, datetime):
+        return str(value)
+    if value.tzinfo is not None:  # naive datetimes are taken to be UTC already
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds" if value.microsecond else "seconds") + "Z"

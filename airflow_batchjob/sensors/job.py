@@ -52,7 +52,9 @@ class JobSensor(BaseSensorOperator):
         if bool(job_name) == bool(label_selector):
             raise InvalidJobTemplateError("JobSensor needs exactly one of job_name and label_selector")
         if fail_on is None:
-            fail_on = [c for c in ("FailureTarget", "Failed") if condition not in ("FailureTarget", "Failed")]
+            fail_on = tuple(
+                c for c in ("FailureTarget", "Failed") if condition not in ("FailureTarget", "Failed")
+            )
         try:
             if label_selector and "{{" not in label_selector:
                 parse_selector(label_selector)
@@ -60,7 +62,7 @@ class JobSensor(BaseSensorOperator):
                 condition=condition,
                 succeeded_at_least=succeeded_at_least,
                 indexes=tuple(indexes or ()),
-                fail_on=tuple(fail_on),
+                fail_on=fail_on,  # WaitFor checks its type (a bare string is refused)
             )
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(str(e)) from e

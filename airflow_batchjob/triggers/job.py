@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -144,15 +145,20 @@ class JobTrigger(BaseTrigger):
         self.progress_interval = progress_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        kwargs: dict[str, Any] = {"namespace": self.namespace, "kubernetes_conn_id": self.kubernetes_conn_id}
+        """Only what differs from ``__init__``'s defaults; a fresh dict the caller may change."""
+
+        kwargs: dict[str, Any] = {"namespace": self.namespace}
         optional = {
             "job_name": self.job_name,
             "label_selector": self.label_selector,
             "job_uid": self.job_uid,
-            "wait_for": self.wait_for,
             "deadline": self.deadline,
         }
         kwargs.update({k: v for k, v in optional.items() if v is not None})
+        if self.wait_for:  # None and {} both mean the default goal
+            kwargs["wait_for"] = copy.deepcopy(self.wait_for)
+        if self.kubernetes_conn_id != "kubernetes_default":
+            kwargs["kubernetes_conn_id"] = self.kubernetes_conn_id
         if self.delete_on_kill:
             kwargs["delete_on_kill"] = True
         if self.propagation_policy != "Background":

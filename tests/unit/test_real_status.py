@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +102,6 @@ def expand(indexes: str | None) -> tuple[int, ...]:
     return tuple(out)
 
 
-def instant(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def test_every_fixture_is_covered() -> None:
     assert sorted(p.stem for p in FIXTURES.glob("*.json")) == sorted(EXPECTED)
 
@@ -140,9 +136,10 @@ def test_outcome(name: str) -> None:
         assert outcome.message is None
     else:
         assert outcome.message is not None and re.fullmatch(message, outcome.message)
-    uncounted = status.get("uncountedTerminatedPods") or {}
-    assert outcome.succeeded + len(uncounted.get("succeeded") or []) == ok
-    assert outcome.failed + len(uncounted.get("failed") or []) == ko
+    # Pods listed in uncountedTerminatedPods (the controller is still flushing them into
+    # succeeded/failed at the interim conditions) have really finished: the outcome counts them.
+    assert outcome.succeeded == ok
+    assert outcome.failed == ko
     assert status.get("completedIndexes", "") == completed
     assert status.get("failedIndexes", "") == failed
     assert outcome.completed_indexes == expand(completed)
@@ -153,15 +150,19 @@ def test_outcome(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_outcome_mirrors_the_status(name: str) -> None:
-    """Counts, indexes, identity and times exactly as the controller wrote them."""
+    """Counts, indexes, identity and times exactly as the controller wrote them; finished Pods
+    also count those still listed in uncountedTerminatedPods."""
     job = load(name)
     status = status_of(job)
     outcome = outcome_from_job(job)
     assert outcome.name == job["metadata"]["name"]
     assert outcome.namespace == job["metadata"]["namespace"]
     assert outcome.uid == job["metadata"]["uid"]
-    for field in ("active", "ready", "succeeded", "failed", "terminating"):
+    for field in ("active", "ready", "terminating"):
         assert getattr(outcome, field) == status.get(field, 0), field
+    uncounted = status["uncountedTerminatedPods"]
+    for field in ("succeeded", "failed"):
+        assert getattr(outcome, field) == status.get(field, 0) + len(uncounted.get(field) or []), field
     assert outcome.completed_indexes == expand(status.get("completedIndexes"))
     assert outcome.failed_indexes == expand(status.get("failedIndexes"))
     assert outcome.start_time == status.get("startTime")
@@ -187,13 +188,35 @@ def test_outcome_round_trips_as_an_event(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_outcome_from_v1job_is_the_same(name: str) -> None:
-    """A V1Job (the client's model) gives the same outcome; times may be written "+00:00" not "Z"."""
+    """A V1Job (the client's model, with datetimes) gives the same outcome, times included: both
+    are written as the API writes them ("...Z"), not "+00:00"."""
     job = load(name)
     model = ApiClient()._ApiClient__deserialize(job, "V1Job")
     from_model, from_dict = outcome_from_job(model).to_dict(), outcome_from_job(job).to_dict()
-    for field in ("condition_time", "start_time", "completion_time"):
-        assert instant(from_model.pop(field)) == instant(from_dict.pop(field)), field
     assert from_model == from_dict
+    for field in ("condition_time", "start_time", "completion_time"):
+        assert from_model[field] is None or from_model[field].endswith("Z"), field
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (datetime(2026, 11, 23, 12, 36, 38, tzinfo=timezone.utc), "2026-11-23T12:36:38Z"),
+        (datetime(2026, 11, 23, 13, 36, 38, tzinfo=timezone(timedelta(hours=1))), "2026-11-23T12:36:38Z"),
+        (datetime(2026, 11, 23, 12, 36, 38), "2026-11-23T12:36:38Z"),  # naive: taken as UTC
+        (datetime(2026, 11, 23, 12, 36, 38, 120000, tzinfo=timezone.utc), "2026-11-23T12:36:38.120000Z"),
+        ("2026-11-23T12:36:38+00:00", "2026-11-23T12:36:38Z"),
+        ("2026-11-23T12:36:38Z", "2026-11-23T12:36:38Z"),
+        ("2026-11-23T12:36:38.123456Z", "2026-11-23T12:36:38.123456Z"),  # API text is kept as is
+    ],
+)
+def test_times_are_written_as_the_api_writes_them(value: Any, expected: str) -> None:
+    job = load("complete")
+    job["status"]["startTime"] = value
+    job["status"]["conditions"][-1]["lastTransitionTime"] = value
+    outcome = outcome_from_job(job)
+    assert outcome.start_time == expected
+    assert outcome.condition_time == expected
 
 
 def test_interim_conditions_come_first() -> None:
@@ -214,6 +237,18 @@ def test_success_policy_terminates_the_rest() -> None:
 
 def test_running_summary() -> None:
     assert outcome_from_job(load("running")).summary() == "0/1 succeeded, 0 failed, 1 active (running)"
+
+
+def test_interim_summary_counts_uncounted_pods() -> None:
+    """At SuccessCriteriaMet both Pods are still in uncountedTerminatedPods, status.succeeded unset."""
+    assert (
+        outcome_from_job(load("succeeded-criteria-met")).summary()
+        == "2/2 succeeded, 0 failed, 0 active (succeeded: CompletionsReached, pods still terminating)"
+    )
+    assert (
+        outcome_from_job(load("failure-target")).summary()
+        == "0/1 succeeded, 1 failed, 0 active (failed: BackoffLimitExceeded, pods still terminating)"
+    )
 
 
 def test_failed_indexes_summary() -> None:
@@ -249,6 +284,7 @@ CHECKS: list[tuple[str, WaitFor, Verdict, str]] = [
     ("succeeded-criteria-met", DEFAULT, M, "succeeded: CompletionsReached"),
     ("succeeded-criteria-met", WaitFor(condition="SuccessCriteriaMet"), M, ""),
     ("succeeded-criteria-met", COMPLETE, W, ""),
+    ("succeeded-criteria-met", WaitFor(succeeded_at_least=2), M, ">= 2 succeeded met"),  # uncounted Pods
     ("succeeded-criteria-met", COMPLETE_OR_FAIL, W, ""),
     ("succeeded-criteria-met", WaitFor(condition="Failed"), X, "can no longer happen"),
     ("succeeded-criteria-met", WaitFor(condition="FailureTarget"), X, "can no longer happen"),
@@ -266,6 +302,7 @@ CHECKS: list[tuple[str, WaitFor, Verdict, str]] = [
     ("failure-target", COMPLETE_OR_FAIL, X, "has FailureTarget (BackoffLimitExceeded: " + BACKOFF),
     ("failure-target", WaitFor(condition="FailureTarget"), M, ""),
     ("failure-target", WaitFor(condition="Failed"), W, ""),
+    ("failure-target", WaitFor(fail_on=("FailureTarget",)), X, "has FailureTarget (BackoffLimitExceeded"),
     ("failed", DEFAULT, M, "failed: BackoffLimitExceeded"),
     ("failed", WaitFor(condition="Failed"), M, ""),
     ("failed", COMPLETE_OR_FAIL, X, "has Failed, FailureTarget"),

@@ -243,7 +243,7 @@ def test_malformed_selector_raises(selector: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Known divergences from the apiserver: these fail until the parser is fixed.
+# Formerly divergences from the apiserver (accepted or misread here).
 # Each case was run against kube-apiserver 1.37 (list configmaps with labelSelector=...).
 
 
@@ -258,8 +258,8 @@ def test_malformed_selector_raises(selector: str) -> None:
         pytest.param("a/b/c=d", id="invalid-label-key"),  # apiserver: Invalid value: "a/b/c"
     ],
 )
-def test_bug_malformed_selector_accepted(selector: str) -> None:
-    """The apiserver rejects these (HTTP 400); parse_selector accepts them and returns requirements."""
+def test_selector_the_apiserver_rejects_is_rejected(selector: str) -> None:
+    """The apiserver rejects these (HTTP 400); so must parse_selector."""
     with pytest.raises(InvalidJobSpecError):
         parse_selector(selector)
 
@@ -273,17 +273,10 @@ def test_bug_malformed_selector_accepted(selector: str) -> None:
         ("a<3", {"a": "5"}, False),
     ],
 )
-def test_bug_gt_lt_selectors_silently_misparsed(
-    selector: str, labels: dict[str, str], expected: bool
-) -> None:
+def test_gt_lt_compare_integers(selector: str, labels: dict[str, str], expected: bool) -> None:
     """The apiserver supports ``a>3`` / ``a<3`` (integer comparison): ``a>3`` returns the object with
-    a=5. parse_selector reads ``a>3`` as "label key 'a>3' exists", which matches nothing, with no
-    error. Either implement Gt/Lt or reject them; never misread them."""
-    try:
-        got = selector_matches(selector, labels)
-    except InvalidJobSpecError:
-        return  # rejecting an unsupported operator is acceptable
-    assert got is expected
+    a=5. (parse_selector used to read ``a>3`` as "label key 'a>3' exists", matching nothing.)"""
+    assert selector_matches(selector, labels) is expected
 
 
 @pytest.mark.parametrize(
@@ -295,11 +288,108 @@ def test_bug_gt_lt_selectors_silently_misparsed(
         ("a in (x,)", {"a": ""}, True),
     ],
 )
-def test_bug_empty_value_in_set(selector: str, labels: dict[str, str], expected: bool) -> None:
+def test_empty_slot_in_a_value_set_is_the_empty_value(
+    selector: str, labels: dict[str, str], expected: bool
+) -> None:
     """The apiserver's parser reads an empty slot in a value set as the empty value (labels may be
-    ""); parse_selector drops empty slots, so ``a in ()`` matches nothing and ``a notin ()``
-    matches a=""."""
+    ""); parse_selector used to drop empty slots, so ``a in ()`` matched nothing."""
     assert selector_matches(selector, labels) is expected
+
+
+# ------------------------------------------------------------------------------------------------
+# Further cases, with the apiserver's answers taken from k8s.io/apimachinery v0.37.2
+# pkg/labels (labels.Parse, then Selector.Matches), the code the apiserver runs.
+
+
+@pytest.mark.parametrize(
+    ("selector", "requirement"),
+    [
+        ("a>3", Requirement("a", ">", ("3",))),
+        ("a < 03", Requirement("a", "<", ("03",))),
+        ("a in ()", Requirement("a", "in", ("",))),
+        ("a in (x,,y)", Requirement("a", "in", ("", "x", "y"))),
+        ("a in (x,,)", Requirement("a", "in", ("", "x"))),
+        ("a notin (,)", Requirement("a", "notin", ("",))),
+        ("a in (y,x,y)", Requirement("a", "in", ("x", "y"))),  # a set: sorted, no duplicates
+        ("in", Requirement("in", "exists")),  # "in" / "notin" are keys or values outside operators
+        ("in in (in)", Requirement("in", "in", ("in",))),
+        ("notin=notin", Requirement("notin", "=", ("notin",))),
+        ("a==", Requirement("a", "=", ("",))),
+        ("a=b\n", Requirement("a", "=", ("b",))),  # CR and LF are whitespace too
+        ("a.example.com/B_c-d", Requirement("a.example.com/B_c-d", "exists")),
+        ("k=" + "v" * 63, Requirement("k", "=", ("v" * 63,))),
+        ("k" * 63, Requirement("k" * 63, "exists")),
+    ],
+)
+def test_parse_more(selector: str, requirement: Requirement) -> None:
+    assert parse_selector(selector) == (requirement,)
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        ("a>3", {}, False),  # the key must exist
+        ("a<3", {}, False),
+        ("a>3", {"a": "abc"}, False),  # and its value be an integer
+        ("a<3", {"a": ""}, False),
+        ("a>3", {"a": "3"}, False),  # strictly greater
+        ("a>3", {"a": "007"}, True),  # compared as integers, not as text
+        ("a<10", {"a": "9"}, True),
+        ("a>03", {"a": "4"}, True),
+        ("a<3", {"a": "-5"}, True),
+        ("a<9223372036854775807", {"a": "99999999999999999999"}, False),  # beyond int64: not a number
+        ("a>9223372036854775806", {"a": "9223372036854775807"}, True),
+        ("a in (x,,)", {"a": ""}, True),
+        ("a in (x,,)", {"a": "x"}, True),
+        ("a notin (x,)", {"a": ""}, False),
+        ("a notin (x,)", {"a": "y"}, True),
+    ],
+)
+def test_match_more(selector: str, labels: dict[str, str], expected: bool) -> None:
+    assert selector_matches(selector, labels) is expected
+
+
+@pytest.mark.parametrize(
+    ("selector", "fix"),
+    [
+        ("a=b,", "it ends with ','; remove the trailing comma"),
+        ("a>x", "'a>' needs a whole number such as 3, not 'x'"),
+        ("a>", "'a>' needs a whole number such as 3, not ''"),
+        ("a>9223372036854775808", "needs a whole number"),  # does not fit in an int64
+        ("a>-3", "value '-3' for key 'a' is not a valid label value"),
+        ("a>=3", "found '=' at position 3, expected a value"),
+        ("a=" + "v" * 64, "is not a valid label value: it must be empty, or at most 63"),
+        ("a in (x y)", "found 'y' at position 9, expected ',' or ')'"),
+        ("a in x", "expected '(' opening the set of values"),
+        ("a/b/c=d", "label key 'a/b/c' has more than one '/'"),
+        ("/b", "label key '/b' has an empty prefix before '/'"),
+        ("a/", "label key 'a/' has an empty name"),
+        ("Example.com/b", "the prefix of label key 'Example.com/b' must be a DNS subdomain"),
+        ("k" * 64, "must be at most 63 letters, digits"),
+        ("-a", "the name of label key '-a' must be"),
+        ("a\u00a0=b", r"the name of label key 'a\xa0'"),  # only space, tab, CR, LF are whitespace
+        ("!a=b", "('!key' takes no value)"),
+        ("a!b", "expected an operator: =, ==, !=, in, notin, >, <"),
+        ("a=b\0,c", "contains a NUL character"),
+    ],
+)
+def test_malformed_selector_says_what_to_fix(selector: str, fix: str) -> None:
+    with pytest.raises(InvalidJobSpecError) as err:
+        parse_selector(selector)
+    message = str(err.value)
+    assert message.startswith(f"label selector {selector!r} is malformed: ")
+    assert fix in message
+
+
+def test_syntax_errors_show_the_syntax() -> None:
+    with pytest.raises(InvalidJobSpecError, match=r"write requirements such as k=v, k!=v, k in \(a,b\)"):
+        parse_selector("a b")
+
+
+@pytest.mark.parametrize("selector", [None, 3, b"a=b", ["a=b"]])
+def test_selector_must_be_text(selector: object) -> None:
+    with pytest.raises(InvalidJobSpecError, match="label selector must be a string"):
+        parse_selector(selector)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------------

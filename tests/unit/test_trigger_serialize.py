@@ -120,8 +120,6 @@ def test_given_non_default_kwargs_are_kept(params: dict[str, Any]) -> None:
 def test_default_valued_kwargs_are_omitted(params: dict[str, Any]) -> None:
     _, kwargs = JobTrigger(**params).serialize()
     for key, default in DEFAULTS.items():
-        if key == "kubernetes_conn_id":
-            continue  # see test_bug_default_conn_id_is_serialised
         assert key not in kwargs or kwargs[key] != default, key
 
 
@@ -132,6 +130,7 @@ def test_explicit_defaults_serialise_like_omitted_ones() -> None:
         label_selector=None,
         job_uid=None,
         wait_for=None,
+        kubernetes_conn_id="kubernetes_default",
         deadline=None,
         delete_on_kill=False,
         propagation_policy="Background",
@@ -142,10 +141,7 @@ def test_explicit_defaults_serialise_like_omitted_ones() -> None:
 
 def test_minimal_kwargs() -> None:
     _, kwargs = JobTrigger(namespace="data", job_name="etl-1").serialize()
-    assert {k: v for k, v in kwargs.items() if k != "kubernetes_conn_id"} == {
-        "namespace": "data",
-        "job_name": "etl-1",
-    }
+    assert kwargs == {"namespace": "data", "job_name": "etl-1"}
 
 
 def test_wait_for_survives_as_the_same_goal() -> None:
@@ -162,8 +158,29 @@ def test_serialize_is_stable() -> None:
     )
 
 
-def test_bug_default_conn_id_is_serialised() -> None:
-    """Every default-valued kwarg is omitted except ``kubernetes_conn_id``, which serialize() always
-    writes, even when it is the default "kubernetes_default"."""
+def test_default_conn_id_is_omitted() -> None:
+    """Like every other default-valued kwarg (it used to be written always)."""
     _, kwargs = JobTrigger(namespace="data", job_name="etl-1").serialize()
     assert "kubernetes_conn_id" not in kwargs
+    _, kwargs = JobTrigger(namespace="data", job_name="etl-1", kubernetes_conn_id="k8s_prod").serialize()
+    assert kwargs["kubernetes_conn_id"] == "k8s_prod"
+
+
+@pytest.mark.parametrize("wait_for", [None, {}])
+def test_empty_wait_for_is_omitted(wait_for: dict[str, Any] | None) -> None:
+    _, kwargs = JobTrigger(namespace="data", job_name="etl-1", wait_for=wait_for).serialize()
+    assert kwargs == {"namespace": "data", "job_name": "etl-1"}
+
+
+def test_serialize_returns_a_copy() -> None:
+    """Changing the returned kwargs (as the triggerer or a test may) leaves the trigger alone."""
+    goal = WaitFor(condition="Complete", indexes=(1,), fail_on=("Failed",)).to_dict()
+    trigger = JobTrigger(namespace="data", job_name="etl-1", wait_for=goal)
+    before = trigger.serialize()
+    _, kwargs = trigger.serialize()
+    kwargs["namespace"] = "other"
+    kwargs["wait_for"]["condition"] = "Failed"
+    kwargs["wait_for"]["indexes"].append(7)
+    assert trigger.wait_for == WaitFor(condition="Complete", indexes=(1,), fail_on=("Failed",)).to_dict()
+    assert trigger.wait_for is goal
+    assert trigger.serialize() == before

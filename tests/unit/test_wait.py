@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobState
-from airflow_batchjob.core.wait import CONDITIONS, Verdict, WaitFor, _excluded, check, true_conditions
+from airflow_batchjob.core.wait import (
+    CONDITIONS,
+    Verdict,
+    WaitFor,
+    _excluded,
+    check,
+    reached_conditions,
+    true_conditions,
+)
 
 T0 = "2024-05-01T10:00:00Z"
 T1 = "2024-05-01T10:05:00Z"
@@ -152,8 +160,13 @@ def test_default_goal_met_on_failure_while_suspended() -> None:
     [
         ("Complete", [COMPLETE, job("Complete", succeeded=3)], [PENDING, RUNNING, SUCCESS_CRITERIA_MET]),
         ("Failed", [FAILED, job("Failed")], [PENDING, RUNNING, FAILURE_TARGET]),
-        ("SuccessCriteriaMet", [SUCCESS_CRITERIA_MET, COMPLETE], [PENDING, RUNNING]),
-        ("FailureTarget", [FAILURE_TARGET, FAILED], [PENDING, RUNNING]),
+        # Complete-only / Failed-only: clusters before 1.31 write no interim condition
+        (
+            "SuccessCriteriaMet",
+            [SUCCESS_CRITERIA_MET, COMPLETE, job("Complete", succeeded=3)],
+            [PENDING, RUNNING],
+        ),
+        ("FailureTarget", [FAILURE_TARGET, FAILED, job("Failed", failed=1)], [PENDING, RUNNING]),
         ("Suspended", [SUSPENDED, job("Suspended", active=0, succeeded=1)], [PENDING, RUNNING]),
     ],
 )
@@ -328,16 +341,72 @@ def test_fail_on_other_than_the_outcome_is_ignored() -> None:
 @pytest.mark.parametrize(
     "status", [FAILURE_TARGET, FAILED, SUSPENDED], ids=["FailureTarget", "Failed", "Suspended"]
 )
-def test_bug_fail_on_ignored_under_default_goal(status: dict[str, Any]) -> None:
-    """WaitFor(fail_on=...) with no condition/count/indexes is accepted, but ``check`` takes the
-    ``decided`` branch before looking at fail_on: a FailureTarget/Failed Job gives MET (not FAILED)
-    and a suspended Job waits forever. Either honour fail_on there or reject the combination."""
+def test_fail_on_is_honoured_under_default_goal(status: dict[str, Any]) -> None:
+    """WaitFor(fail_on=...) with no condition/count/indexes: fail_on is checked before the default
+    goal, so a FailureTarget/Failed Job gives FAILED (not MET) and a suspended Job does not wait
+    forever. (It used to be ignored there.)"""
     types = [c["type"] for c in status["status"]["conditions"]]
-    try:
-        wait = WaitFor(fail_on=(types[0],))
-    except InvalidJobSpecError:
-        return  # rejecting fail_on without a goal is an acceptable fix
-    assert check(status, wait)[0] is Verdict.FAILED
+    wait = WaitFor(fail_on=(types[0],))
+    assert wait.decided
+    verdict, _, why = check(status, wait)
+    assert verdict is Verdict.FAILED
+    assert why.startswith(f"Job data/etl-1 has {types[0]}")
+
+
+def test_default_goal_with_fail_on_still_met_by_the_other_outcome() -> None:
+    wait = WaitFor(fail_on=("FailureTarget", "Failed", "Suspended"))
+    assert check(RUNNING, wait)[0] is Verdict.WAITING
+    assert check(SUCCESS_CRITERIA_MET, wait)[0] is Verdict.MET
+    assert check(COMPLETE, wait)[0] is Verdict.MET
+    assert check(job(cond("Suspended", status="False"), active=1), wait)[0] is Verdict.WAITING
+
+
+def test_default_goal_with_fail_on_success() -> None:
+    """fail_on may name a success condition too: the wait then fails when the Job succeeds."""
+    wait = WaitFor(fail_on=("SuccessCriteriaMet",))
+    verdict, _, why = check(SUCCESS_CRITERIA_MET, wait)
+    assert verdict is Verdict.FAILED
+    assert why == f"Job data/etl-1 has SuccessCriteriaMet (CompletionsReached: {REASONS['Complete'][1]})"
+    assert check(FAILED, wait)[0] is Verdict.MET  # decided, as failed: the caller reads the state
+
+
+# ------------------------------------------------------------------------------------------------
+# clusters before 1.31: only the terminal condition is written
+
+
+@pytest.mark.parametrize(
+    ("condition", "status"),
+    [
+        ("SuccessCriteriaMet", job("Complete", succeeded=3)),
+        ("FailureTarget", job("Failed", failed=1)),
+    ],
+    ids=["Complete-meets-SuccessCriteriaMet", "Failed-meets-FailureTarget"],
+)
+def test_terminal_condition_implies_the_interim_one(condition: str, status: dict[str, Any]) -> None:
+    """Without interim conditions a goal of SuccessCriteriaMet / FailureTarget would otherwise
+    end as "can no longer happen" when the Job reaches Complete / Failed."""
+    verdict, _, why = check(status, WaitFor(condition=condition))
+    assert verdict is Verdict.MET
+    assert why == f"Job data/etl-1: condition {condition} met"
+    assert reached_conditions(status) == {condition, *true_conditions(status)}
+
+
+def test_terminal_condition_does_not_imply_the_other_outcome() -> None:
+    assert check(job("Complete", succeeded=3), WaitFor(condition="FailureTarget"))[0] is Verdict.FAILED
+    assert check(job("Failed", failed=1), WaitFor(condition="SuccessCriteriaMet"))[0] is Verdict.FAILED
+    assert reached_conditions(job("Suspended")) == {"Suspended"}
+
+
+def test_fail_on_interim_condition_hit_by_the_terminal_one() -> None:
+    """fail_on=("FailureTarget",) fires on a Failed-only Job, naming the condition it has."""
+    verdict, _, why = check(
+        job("Failed", failed=1), WaitFor(condition="Complete", fail_on=("FailureTarget",))
+    )
+    assert verdict is Verdict.FAILED
+    assert why.startswith("Job data/etl-1 has Failed (BackoffLimitExceeded: ")
+    verdict, _, why = check(job("Complete", succeeded=3), WaitFor(fail_on=("SuccessCriteriaMet",)))
+    assert verdict is Verdict.FAILED
+    assert why.startswith("Job data/etl-1 has Complete (CompletionsReached: ")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -452,6 +521,55 @@ def test_invalid_goal_raises(kwargs: dict[str, Any], message: str) -> None:
         WaitFor(**kwargs)
     assert isinstance(err.value, ValueError)
     assert err.value.problems
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"succeeded_at_least": "3"}, "succeeded_at_least must be an integer, not '3' (str)"),
+        ({"succeeded_at_least": 2.0}, "succeeded_at_least must be an integer, not 2.0 (float)"),
+        ({"succeeded_at_least": True}, "succeeded_at_least must be an integer, not True (bool)"),
+        ({"indexes": ("1",)}, "indexes must be integers, not '1' (str)"),
+        ({"indexes": (0, 1.5, None)}, "indexes must be integers, not 1.5 (float), None (NoneType)"),
+        ({"indexes": 3}, "indexes must be a list or tuple of completion indexes, e.g. (0, 3), not 3 (int)"),
+        ({"indexes": "0,1"}, "indexes must be a list or tuple of completion indexes"),
+        (
+            {"fail_on": "Failed"},
+            "fail_on must be a list or tuple of condition types, e.g. ('Failed',), not 'Failed' (str): "
+            "write fail_on=('Failed',)",
+        ),
+        ({"fail_on": {"Failed"}}, "fail_on must be a list or tuple of condition types"),
+        ({"fail_on": (3,)}, "unknown Job condition 3"),
+        ({"condition": 1}, "unknown Job condition 1"),
+    ],
+)
+def test_wrong_types_raise_a_clear_error(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidJobSpecError) as err:
+        WaitFor(**kwargs)
+    assert message in str(err.value)
+
+
+def test_every_problem_is_reported() -> None:
+    with pytest.raises(InvalidJobSpecError) as err:
+        WaitFor(condition="Done", succeeded_at_least="3", indexes=(-1,), fail_on="Failed")
+    assert len(err.value.problems) == 4
+
+
+def test_from_dict_rejects_wrong_types() -> None:
+    with pytest.raises(InvalidJobSpecError, match="not 'Failed' \\(str\\)"):
+        WaitFor.from_dict({"fail_on": "Failed"})
+    with pytest.raises(InvalidJobSpecError, match="succeeded_at_least must be an integer"):
+        WaitFor.from_dict({"succeeded_at_least": "3"})
+    with pytest.raises(InvalidJobSpecError, match="indexes must be integers"):
+        WaitFor.from_dict({"indexes": ["1"]})
+
+
+def test_lists_are_kept_as_tuples() -> None:
+    wait = WaitFor(indexes=[2, 0], fail_on=["Failed"])  # type: ignore[arg-type]
+    assert wait == WaitFor(indexes=(2, 0), fail_on=("Failed",))
+    assert wait.indexes == (2, 0)
+    assert wait.fail_on == ("Failed",)
+    hash(wait)  # still hashable
 
 
 def test_unknown_condition_message_lists_the_valid_ones() -> None:
