@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
@@ -62,7 +62,7 @@ class JobSensor(BaseSensorOperator):
                 condition=condition,
                 succeeded_at_least=succeeded_at_least,
                 indexes=tuple(indexes or ()),
-                fail_on=fail_on,  # WaitFor checks its type (a bare string is refused)
+                fail_on=cast("tuple[str, ...]", fail_on),  # WaitFor checks the type: a bare string is refused
             )
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(str(e)) from e
