@@ -97,6 +97,7 @@ def test_max_failed_indexes_fails_fast(run_dag: Any, api_client: Any, namespace:
             cmds=["sh", "-c", script],
             backoff_limit_per_index=0,
             max_failed_indexes=0,
+            parallelism=3,  # Kubernetes defaults to 1: the slow indexes must run beside the bad one
         )
     result = run_dag(dag)["strict"]
     assert result["state"] == "failed"
@@ -116,6 +117,7 @@ def test_success_policy_met_while_others_run(run_dag: Any, api_client: Any, name
             image="busybox",
             cmds=["sh", "-c", script],
             success_policy={"rules": [{"succeededIndexes": "0"}]},
+            parallelism=3,
         )
     result = run_dag(dag)["leader"]
     assert result["state"] == "success"
