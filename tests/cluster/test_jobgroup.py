@@ -173,12 +173,17 @@ def test_hostile_items_are_data(run_dag: Any, api_client: Any, namespace: str, t
     assert not Path("/tmp/pwned").exists()
 
 
-def test_bad_items_fail_before_anything_is_created(run_dag: Any, api_client: Any, namespace: str) -> None:
+def test_bad_items_fail_before_anything_is_created(
+    run_dag: Any, api_client: Any, namespace: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(InvalidJobTemplateError, match="item 1 is empty"):
         JobGroupOperator(task_id="x", items=["a", ""], image="busybox")
     with pytest.raises(InvalidJobTemplateError, match="duplicates item 0"):
         JobGroupOperator(task_id="y", items=["a", "a"], image="busybox")
-    with new_dag("too_big") as dag:  # a templated value is checked at run time, before any create
+    # A templated value is checked at run time, before any create (rendered natively: a real list).
+    with DAG(
+        "too_big", schedule=None, start_date=START, catchup=False, render_template_as_native_obj=True
+    ) as dag:
         JobGroupOperator(
             task_id="big",
             namespace=namespace,
@@ -188,6 +193,7 @@ def test_bad_items_fail_before_anything_is_created(run_dag: Any, api_client: Any
             retries=2,
         )
     result = run_dag(dag)["big"]
+    assert "item 1 is 100000 bytes, over the 65536-byte limit" in capfd.readouterr().out
     assert result["state"] == "failed" and result["try_number"] == 1
     assert not client.BatchV1Api(api_client).list_namespaced_job(namespace).items
 
