@@ -1,0 +1,256 @@
+"""Queue-backed Jobs: pre-fill a broker queue, then a Job whose Pods consume it through the worker.
+
+Two Kubernetes patterns: one Pod per item on RabbitMQ (``completions = N``, each Pod takes one
+message and exits) and a variable Pod count on Redis (``parallelism = P``, no completions; each
+worker leases items until the queue is drained). The in-Pod side is ``python -m
+airflow_batchjob.worker``; it wraps the user's unchanged program. Broker credentials reach Pods
+through a Kubernetes Secret the operator creates from the Airflow connection (owned by the Job,
+so garbage-collected with it), never as plain env in the spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow.sdk import BaseHook, BaseOperator
+from kubernetes.client.rest import ApiException
+
+from airflow_batchjob import queues
+from airflow_batchjob.core import naming
+from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.items import normalize_items
+from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedError
+from airflow_batchjob.operators.job import BatchJobOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+Broker = Literal["rabbitmq", "redis"]
+Mode = Literal["pod_per_item", "variable"]
+_BROKER_OF_MODE: dict[str, Broker] = {"pod_per_item": "rabbitmq", "variable": "redis"}
+_URL_ENV = {"rabbitmq": "BATCHJOB_AMQP_URL", "redis": "BATCHJOB_REDIS_URL"}
+_DEFAULT_CONN = {"rabbitmq": "rabbitmq_default", "redis": "redis_default"}
+QUEUE_ITEM_BYTES = 16 * 1024 * 1024
+
+
+def broker_url(broker: Broker, conn_id: str) -> str:
+    """The broker URL of an Airflow connection (amqp:// or redis://), credentials included."""
+    conn = BaseHook.get_connection(conn_id)
+    host, port = conn.host or "localhost", conn.port
+    user = urllib.parse.quote(conn.login or "", safe="")
+    password = urllib.parse.quote(conn.password or "", safe="")
+    auth = f"{user}:{password}@" if (user or password) else ""
+    if broker == "rabbitmq":
+        vhost = urllib.parse.quote(conn.schema or "/", safe="")
+        return f"amqp://{auth}{host}:{port or 5672}/{vhost}"
+    db = (conn.extra_dejson or {}).get("db", 0)
+    return f"redis://{auth}{host}:{port or 6379}/{db}"
+
+
+def default_queue_name(context: Context) -> str:
+    """Unique per DAG run and task (and map index), so backfill runs never share a queue."""
+    ti = context["ti"]
+    return naming.job_name(ti.dag_id, ti.task_id, ti.run_id, -1 if ti.map_index is None else ti.map_index)
+
+
+class QueuePrefillOperator(BaseOperator):
+    """Put items into a RabbitMQ or Redis queue for a queue-backed Job; idempotent on retry.
+
+    RabbitMQ: durable queue, persistent messages, publisher confirms, batched. Redis: one
+    pipelined transaction. A retried pre-fill leaves each item exactly once. Returns (XCom)
+    ``{"broker", "queue", "count"}`` for the Job task.
+    """
+
+    template_fields: Sequence[str] = ("items", "queue_name")
+
+    def __init__(
+        self,
+        *,
+        items: Any,
+        broker: Broker,
+        queue_name: str | None = None,
+        conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if broker not in ("rabbitmq", "redis"):
+            raise InvalidJobTemplateError(f"broker={broker!r}: use 'rabbitmq' or 'redis'")
+        if isinstance(items, list):
+            self._texts(items)
+        self.items = items
+        self.broker: Broker = broker
+        self.queue_name = queue_name
+        self.conn_id: str = conn_id or _DEFAULT_CONN[broker]
+
+    @staticmethod
+    def _texts(values: Any) -> list[str]:
+        try:
+            return [
+                i.text
+                for i in normalize_items(values, max_item_bytes=QUEUE_ITEM_BYTES, allow_duplicates=True)
+            ]
+        except InvalidJobSpecError as e:
+            raise InvalidJobTemplateError(f"items: {e}") from e
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        texts = self._texts(self.items)
+        name = self.queue_name or default_queue_name(context)
+        url = broker_url(self.broker, self.conn_id)
+        if self.broker == "redis":
+            count = queues.RedisQueue(queues.redis_from_url(url), name).prefill(texts)
+        else:
+            count = queues.RabbitQueue(queues.rabbit_params_from_url(url), name).prefill(texts)
+        self.log.info("queue %s on %s holds %d items", name, self.broker, count)
+        return {"broker": self.broker, "queue": name, "count": len(texts)}
+
+
+class QueueJobOperator(BatchJobOperator):
+    """Run a Job whose Pods consume a queue through the worker entrypoint.
+
+    :param mode: ``pod_per_item`` (RabbitMQ; ``completions = count``) or ``variable`` (Redis;
+        ``parallelism`` workers drain the queue).
+    :param queue_name: the queue name (templated; e.g. from the pre-fill task's XCom).
+    :param count: items in the queue (``pod_per_item`` only; templated).
+    :param max_attempts: attempts per item before it goes to the dead-letter list.
+    :param lease_seconds: Redis lease, renewed while the program runs; a dead worker's item is
+        taken again once its lease expires.
+    :param fail_on_dead_letter: fail the task when items were dead-lettered (default True).
+
+    Takes the parameters of :class:`BatchJobOperator` for the program (``cmds``/``arguments`` or
+    a template) and the Job spec. Returns the Job outcome plus queue statistics.
+    """
+
+    template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "count", "queue_name")
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        queue_name: str,
+        count: int | str | None = None,
+        parallelism: int = 1,
+        conn_id: str | None = None,
+        max_attempts: int = 3,
+        lease_seconds: int = 30,
+        fail_on_dead_letter: bool = True,
+        worker_command: Sequence[str] = ("python", "-m", "airflow_batchjob.worker"),
+        **kwargs: Any,
+    ) -> None:
+        if mode not in _BROKER_OF_MODE:
+            raise InvalidJobTemplateError(
+                f"mode={mode!r}: use 'pod_per_item' (RabbitMQ) or 'variable' (Redis)"
+            )
+        if mode == "pod_per_item" and count is None:
+            raise InvalidJobTemplateError("mode='pod_per_item' needs count (the number of items queued)")
+        if mode == "variable" and count is not None:
+            raise InvalidJobTemplateError("mode='variable' takes no count: workers drain the queue")
+        if kwargs.get("completions") is not None:
+            raise InvalidJobTemplateError("QueueJobOperator sets completions itself (from count)")
+        if max_attempts < 1 or lease_seconds < 3 or parallelism < 1:
+            raise InvalidJobTemplateError(
+                "max_attempts >= 1, lease_seconds >= 3 and parallelism >= 1 are required"
+            )
+        kwargs["parallelism"] = parallelism
+        if mode == "pod_per_item" and isinstance(count, int):
+            kwargs["completions"] = count
+        super().__init__(**kwargs)
+        self.mode: Mode = mode
+        self.broker: Broker = _BROKER_OF_MODE[mode]
+        self.queue_name = queue_name
+        self.count = count
+        self.conn_id = conn_id or _DEFAULT_CONN[self.broker]
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
+        self.fail_on_dead_letter = fail_on_dead_letter
+        self.worker_command = list(worker_command)
+
+    def build(self, context: Context, namespace: str, **kwargs: Any) -> dict[str, Any]:
+        if self.mode == "pod_per_item":
+            count = int(self.count)  # type: ignore[arg-type]
+            if count < 0:
+                raise InvalidJobTemplateError(f"count={count}: must be >= 0")
+            kwargs["overrides"] = dataclasses.replace(self.overrides, completions=count)
+        body = super().build(context, namespace, **kwargs)
+        name = body["metadata"]["name"]
+        main = body["spec"]["template"]["spec"]["containers"][0]
+        program = list(main.pop("command", None) or []) + list(main.pop("args", None) or [])
+        if not program:
+            raise InvalidJobTemplateError(
+                "QueueJobOperator needs the program to run: pass cmds (and arguments)"
+            )
+        opts = ["--queue", str(self.queue_name), "--max-attempts", str(self.max_attempts)]
+        if self.mode == "variable":
+            opts += ["--lease-seconds", str(self.lease_seconds)]
+        main["command"] = [*self.worker_command, self.broker, *opts, "--", *program]
+        env = main.setdefault("env", [])
+        env.append(
+            {
+                "name": _URL_ENV[self.broker],
+                "valueFrom": {"secretKeyRef": {"name": self.secret_name(name), "key": "url"}},
+            }
+        )
+        return body
+
+    @staticmethod
+    def secret_name(job_name: str) -> str:
+        return f"{job_name}-broker"
+
+    def execute(self, context: Context) -> Any:
+        namespace = self.resolve_namespace()
+        body = self.build(context, namespace)
+        name = body["metadata"]["name"]
+        hook = self.hook
+        secret = {
+            "metadata": {"name": self.secret_name(name), "labels": body["metadata"]["labels"]},
+            "type": "Opaque",
+            "stringData": {"url": broker_url(self.broker, self.conn_id)},
+        }
+        try:
+            hook.core.create_namespaced_secret(namespace, secret)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            hook.core.replace_namespaced_secret(self.secret_name(name), namespace, secret)
+        job = self.create_or_adopt(hook, namespace, body)
+        if job is None:
+            existing = hook.get_job(namespace, name)
+            assert existing is not None
+            job = existing
+        owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"]}]
+        hook.core.patch_namespaced_secret(
+            self.secret_name(name), namespace, {"metadata": {"ownerReferences": owner}}
+        )
+        ti = context["ti"]
+        ti.xcom_push(key="job_name", value=name)
+        ti.xcom_push(key="job_namespace", value=namespace)
+        return self.wait(context, namespace, name, job["metadata"]["uid"])
+
+    def queue_stats(self) -> dict[str, Any]:
+        url = broker_url(self.broker, self.conn_id)
+        if self.broker == "redis":
+            return queues.RedisQueue(queues.redis_from_url(url), str(self.queue_name)).stats()
+        return queues.RabbitQueue(queues.rabbit_params_from_url(url), str(self.queue_name)).stats()
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        try:
+            outcome = self.finish(event)
+        except JobFailedError as e:
+            raise JobFailedError(f"{e}; queue {self.queue_name}: {self.queue_stats()}", e.outcome) from e
+        stats = self.queue_stats()
+        self.log.info("queue %s after the Job: %s", self.queue_name, stats)
+        dead = int(stats.get("dead", 0) or 0)
+        if dead and self.fail_on_dead_letter:
+            shown = stats.get("dead_items") or []
+            raise JobFailedError(
+                f"{dead} items were dead-lettered after {self.max_attempts} attempts: {shown}",
+                outcome.to_dict(),
+            )
+        left = int(stats.get("pending", 0) or 0) + int(stats.get("processing", 0) or 0)
+        if left:
+            raise BatchJobError(
+                f"the Job ended but {left} items are still in queue {self.queue_name}: {stats}"
+            )
+        return {**self.result(outcome), "queue": stats}
