@@ -33,7 +33,7 @@ with DAG(
         queue_name="{{ ti.xcom_pull(task_ids='queue_partitions')['queue'] }}",
         parallelism=2,
         image=WORKER_IMAGE,
-        cmds=["sh", "-c", 'echo "ingesting $ITEM for {{ ds }}"'],
+        cmds=["sh", "-c", 'echo "ingesting $ITEM for run {{ run_id }}"'],
     )
     ingested = JobSensor(
         task_id="ingest_complete",
