@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.sdk import PokeReturnValue
 
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.selector import parse_selector
 from airflow_batchjob.core.wait import CONDITIONS, Verdict, WaitFor, check
 from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedSensorError
 from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.sensors.base import BaseJobWatchSensor
 from airflow_batchjob.triggers.job import JobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class JobSensor(BaseSensorOperator):
+class JobSensor(BaseJobWatchSensor):
     """Wait until a Job (by ``job_name``, or a ``label_selector`` matching exactly one) meets a goal.
 
     Goals: ``condition`` (Complete, Failed, SuccessCriteriaMet, FailureTarget, Suspended),
@@ -48,7 +46,9 @@ class JobSensor(BaseSensorOperator):
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            namespace=namespace, kubernetes_conn_id=kubernetes_conn_id, deferrable=deferrable, **kwargs
+        )
         if bool(job_name) == bool(label_selector):
             raise InvalidJobTemplateError("JobSensor needs exactly one of job_name and label_selector")
         if fail_on is None:
@@ -72,12 +72,6 @@ class JobSensor(BaseSensorOperator):
             )
         self.job_name = job_name
         self.label_selector = label_selector
-        self.namespace = namespace
-        self.kubernetes_conn_id = kubernetes_conn_id
-        self.deferrable = deferrable
-
-    def _namespace(self) -> str:
-        return self.namespace or BatchJobHook(self.kubernetes_conn_id).default_namespace()
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         hook = BatchJobHook(self.kubernetes_conn_id)
@@ -101,33 +95,12 @@ class JobSensor(BaseSensorOperator):
             raise JobFailedSensorError(why, outcome.to_dict())
         return PokeReturnValue(is_done=verdict is Verdict.MET, xcom_value=outcome.to_dict())
 
-    def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        first = self.poke(context)
-        if isinstance(first, PokeReturnValue) and first.is_done:
-            return first.xcom_value
-        deadline = time.time() + self.timeout if self.timeout else None
-        self.defer(
-            trigger=JobTrigger(
-                namespace=self._namespace(),
-                job_name=self.job_name,
-                label_selector=self.label_selector,
-                wait_for=self.wait_for.to_dict(),
-                kubernetes_conn_id=self.kubernetes_conn_id,
-                deadline=deadline,
-            ),
-            method_name="execute_complete",
-            timeout=dt.timedelta(seconds=self.timeout) if self.timeout else None,
+    def trigger(self, namespace: str, deadline: float | None) -> JobTrigger:
+        return JobTrigger(
+            namespace=namespace,
+            job_name=self.job_name,
+            label_selector=self.label_selector,
+            wait_for=self.wait_for.to_dict(),
+            kubernetes_conn_id=self.kubernetes_conn_id,
+            deadline=deadline,
         )
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        status, message = event.get("status"), event.get("message", "")
-        if status == "met":
-            self.log.info("%s", message)
-            return event.get("job")
-        if status == "timeout":
-            raise AirflowSensorTimeout(message)
-        if status == "failed":
-            raise JobFailedSensorError(message, event.get("job"))
-        raise BatchJobError(f"JobSensor: {message}")

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.sdk import PokeReturnValue
 
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.group import GroupGoal, judge_group, progress_of
 from airflow_batchjob.core.outcome import outcome_from_job
 from airflow_batchjob.core.selector import parse_selector
 from airflow_batchjob.core.wait import Verdict
-from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedSensorError
+from airflow_batchjob.exceptions import InvalidJobTemplateError, JobFailedSensorError
 from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.sensors.base import BaseJobWatchSensor
 from airflow_batchjob.triggers.jobgroup import JobGroupTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class JobGroupSensor(BaseSensorOperator):
+class JobGroupSensor(BaseJobWatchSensor):
     """Wait until the Jobs matching ``label_selector`` all finished, or any failed, or N succeeded.
 
     :param expected_jobs: how many Jobs make the group (default: whatever matches, at least one).
@@ -34,6 +32,7 @@ class JobGroupSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("label_selector", "namespace")
+    event_value_key = "counts"
 
     def __init__(
         self,
@@ -47,7 +46,9 @@ class JobGroupSensor(BaseSensorOperator):
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            namespace=namespace, kubernetes_conn_id=kubernetes_conn_id, deferrable=deferrable, **kwargs
+        )
         try:
             if "{{" not in label_selector:
                 parse_selector(label_selector)
@@ -57,12 +58,6 @@ class JobGroupSensor(BaseSensorOperator):
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(str(e)) from e
         self.label_selector = label_selector
-        self.namespace = namespace
-        self.kubernetes_conn_id = kubernetes_conn_id
-        self.deferrable = deferrable
-
-    def _namespace(self) -> str:
-        return self.namespace or BatchJobHook(self.kubernetes_conn_id).default_namespace()
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         jobs = BatchJobHook(self.kubernetes_conn_id).list_jobs(self._namespace(), self.label_selector)
@@ -73,32 +68,11 @@ class JobGroupSensor(BaseSensorOperator):
             raise JobFailedSensorError(why, progress_of(outcomes).__dict__)
         return PokeReturnValue(is_done=verdict is Verdict.MET, xcom_value=progress_of(outcomes).__dict__)
 
-    def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        first = self.poke(context)
-        if isinstance(first, PokeReturnValue) and first.is_done:
-            return first.xcom_value
-        deadline = time.time() + self.timeout if self.timeout else None
-        self.defer(
-            trigger=JobGroupTrigger(
-                namespace=self._namespace(),
-                label_selector=self.label_selector,
-                goal=self.goal.to_dict(),
-                kubernetes_conn_id=self.kubernetes_conn_id,
-                deadline=deadline,
-            ),
-            method_name="execute_complete",
-            timeout=dt.timedelta(seconds=self.timeout) if self.timeout else None,
+    def trigger(self, namespace: str, deadline: float | None) -> JobGroupTrigger:
+        return JobGroupTrigger(
+            namespace=namespace,
+            label_selector=self.label_selector,
+            goal=self.goal.to_dict(),
+            kubernetes_conn_id=self.kubernetes_conn_id,
+            deadline=deadline,
         )
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        status, message = event.get("status"), event.get("message", "")
-        if status == "met":
-            self.log.info("%s", message)
-            return event.get("counts")
-        if status == "timeout":
-            raise AirflowSensorTimeout(message)
-        if status == "failed":
-            raise JobFailedSensorError(message, event.get("counts"))
-        raise BatchJobError(f"JobGroupSensor: {message}")

@@ -1,0 +1,71 @@
+"""What both sensors share: poke once, then defer to a watch-based trigger, then judge its event."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.triggers.base import BaseTrigger
+
+from airflow_batchjob.exceptions import BatchJobError, JobFailedSensorError
+from airflow_batchjob.hooks.batchjob import BatchJobHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class BaseJobWatchSensor(BaseSensorOperator):
+    """Deferrable by default: one poke (already met? done), else one shared watch in the triggerer.
+
+    Subclasses give ``trigger(namespace, deadline)`` and the event key holding their XCom value.
+    Sensor failures are ``JobFailedSensorError`` (an ``AirflowFailException``), so ``soft_fail``
+    behaves the same in poke and deferrable mode.
+    """
+
+    event_value_key = "job"
+
+    def __init__(
+        self,
+        *,
+        namespace: str | None = None,
+        kubernetes_conn_id: str = "kubernetes_default",
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.namespace = namespace
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.deferrable = deferrable
+
+    def _namespace(self) -> str:
+        return self.namespace or BatchJobHook(self.kubernetes_conn_id).default_namespace()
+
+    def trigger(self, namespace: str, deadline: float | None) -> BaseTrigger:
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if isinstance(first, PokeReturnValue) and first.is_done:
+            return first.xcom_value
+        deadline = time.time() + self.timeout if self.timeout else None
+        self.defer(
+            trigger=self.trigger(self._namespace(), deadline),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=self.timeout) if self.timeout else None,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        status, message = event.get("status"), event.get("message", "")
+        if status == "met":
+            self.log.info("%s", message)
+            return event.get(self.event_value_key)
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        if status == "failed":
+            raise JobFailedSensorError(message, event.get(self.event_value_key))
+        raise BatchJobError(f"{type(self).__name__}: {message}")
