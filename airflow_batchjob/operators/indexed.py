@@ -331,7 +331,10 @@ class IndexedJobOperator(BatchJobOperator):
             "items": rows,
         }
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if self.resumed_without_event(context, event):
+            return self.execute(context)
+        assert event is not None
         if event.get("status") == "error":
             raise BatchJobError(f"waiting on the Job failed: {event.get('message')}")
         items = self._items_checked(self.items)

@@ -124,8 +124,20 @@ class BaseBatchJobOperator(BaseOperator):
         event.update(namespace=namespace, job_name=name, job_uid=uid)
         return self.execute_complete(context, event)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         raise NotImplementedError
+
+    def resumed_without_event(self, context: Context, event: dict[str, Any] | None) -> bool:
+        """True when Airflow resumed a deferred task whose trigger never fired (its process died).
+
+        The task then simply starts over: ``execute`` finds and adopts the Jobs it created.
+        """
+        if event is not None:
+            return False
+        self.log.warning(
+            "resumed without a trigger event (the deferred wait was interrupted): adopting again"
+        )
+        return True
 
     def finish(self, event: dict[str, Any]) -> JobOutcome:
         """Turn a trigger event into an outcome, or raise the right error with the failing Pods' logs."""
@@ -431,7 +443,10 @@ class BatchJobOperator(BaseBatchJobOperator):
             return job
         raise BatchJobError(f"could not create or adopt Job {namespace}/{name}: it keeps changing")
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if self.resumed_without_event(context, event):
+            return self.execute(context)
+        assert event is not None
         return self.result(self.finish(event))
 
     @staticmethod

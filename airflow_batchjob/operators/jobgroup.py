@@ -242,7 +242,10 @@ class JobGroupOperator(BatchJobOperator):
         event.update(namespace=namespace, label_selector=selector)
         return self.execute_complete(context, event)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if self.resumed_without_event(context, event):
+            return self.execute(context)
+        assert event is not None
         status, namespace, selector = event.get("status"), event["namespace"], event["label_selector"]
         if status == "error":
             raise BatchJobError(f"waiting on the group failed: {event.get('message')}")

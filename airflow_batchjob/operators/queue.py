@@ -234,7 +234,10 @@ class QueueJobOperator(BatchJobOperator):
             return queues.RedisQueue(queues.redis_from_url(url), str(self.queue_name)).stats()
         return queues.RabbitQueue(queues.rabbit_params_from_url(url), str(self.queue_name)).stats()
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if self.resumed_without_event(context, event):
+            return self.execute(context)
+        assert event is not None
         try:
             outcome = self.finish(event)
         except JobFailedError as e:

@@ -59,7 +59,10 @@ class BaseJobWatchSensor(BaseSensorOperator):
             timeout=dt.timedelta(seconds=self.timeout) if self.timeout else None,
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if event is None:  # resumed although the trigger never fired (its process died): start over
+            self.log.warning("resumed without a trigger event: waiting again")
+            return self.execute(context)
         status, message = event.get("status"), event.get("message", "")
         if status == "met":
             self.log.info("%s", message)

@@ -224,7 +224,7 @@ def test_same_task_instance_twice_adopts_the_job(
     assert "created Job" not in out
     if not deferrable:  # a deferred task may instead resume its trigger, which waits on the same uid
         assert f"adopting Job {namespace}/{job.metadata.name} (uid {job.metadata.uid})" in out
-    assert re.search(rf"Job {namespace}/{job.metadata.name} succeeded", out)
+    assert re.search(rf"Job {namespace}/{job.metadata.name} succeeded", out), out[-4000:]
     (after,) = jobs_in(api_client, namespace, selector)
     assert after.metadata.uid == job.metadata.uid
 
