@@ -61,6 +61,8 @@ class State:
     dir: str
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)  # to restart a component (fault tests)
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)
     token: str = ""
     redis_password: str = ""
     rabbitmq_user: str = "batchjob"
@@ -241,6 +243,8 @@ def write_kubeconfig(st: State) -> None:
 
 
 def spawn(st: State, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+    st.commands[name] = cmd
+    st.envs[name] = env or {}
     logs = Path(st.dir) / "logs"
     logs.mkdir(exist_ok=True)
     with open(logs / f"{name}.log", "ab") as out:
@@ -530,6 +534,29 @@ def alive(st: State) -> bool:
         return api_get(st, "/readyz") == b"ok"
     except Exception:
         return False
+
+
+def restart(st: State, name: str, down_seconds: float = 0.0) -> None:
+    """Stop one component (SIGTERM, then SIGKILL) and start it again with the same command line."""
+    pid = st.pids[name]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + 10
+        while _exists(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _exists(pid):
+            break
+    time.sleep(down_seconds)
+    spawn(st, name, st.commands[name], st.envs[name])
+    if name == "kube-apiserver":
+        wait_for(
+            "kube-apiserver",
+            lambda: api_get(st, "/readyz") == b"ok",
+            90,
+            Path(st.dir) / "logs" / f"{name}.log",
+            st.pids[name],
+        )
 
 
 def down(d: Path) -> None:

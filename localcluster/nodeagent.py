@@ -177,11 +177,25 @@ class PodRunner(threading.Thread):
             "message": self.message,
             "reason": self.reason,
         }
-        try:
-            self.agent.core.patch_namespaced_pod_status(self.pod_name, self.ns, {"status": status})
-        except ApiException as e:
-            if e.status != 404:
-                log.warning("status of %s/%s: %s", self.ns, self.pod_name, e.reason)
+        # Like the kubelet, keep trying through apiserver restarts: the status is the whole
+        # desired state, so a late write is still right.
+        delay, deadline = 0.2, time.monotonic() + 300
+        while True:
+            try:
+                self.agent.core.patch_namespaced_pod_status(self.pod_name, self.ns, {"status": status})
+                return
+            except ApiException as e:
+                if e.status == 404:
+                    return
+                if e.status not in (429, 500, 502, 503, 504) or time.monotonic() > deadline:
+                    log.warning("status of %s/%s: %s", self.ns, self.pod_name, e.reason)
+                    return
+            except Exception as e:  # connection refused / reset while the apiserver restarts
+                if time.monotonic() > deadline:
+                    log.warning("status of %s/%s: %s", self.ns, self.pod_name, e)
+                    return
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     # -- environment and volumes ----------------------------------------------------------
     def field_value(self, path: str) -> str:
@@ -794,16 +808,22 @@ class NodeAgent:
 
     def finalize_delete(self, ns: str, name: str, uid: str) -> None:
         """Complete a graceful delete with grace 0, as the kubelet does once containers stopped."""
-        try:
-            self.core.delete_namespaced_pod(
-                name,
-                ns,
-                grace_period_seconds=0,
-                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions={"uid": uid}),
-            )
-        except ApiException as e:
-            if e.status not in (404, 409):
-                log.warning("delete %s/%s: %s", ns, name, e.reason)
+        for attempt in range(30):  # through apiserver restarts
+            try:
+                self.core.delete_namespaced_pod(
+                    name,
+                    ns,
+                    grace_period_seconds=0,
+                    body=client.V1DeleteOptions(grace_period_seconds=0, preconditions={"uid": uid}),
+                )
+                return
+            except ApiException as e:
+                if e.status not in (404, 409):
+                    log.warning("delete %s/%s: %s", ns, name, e.reason)
+                return
+            except Exception as e:
+                log.warning("delete %s/%s (attempt %d): %s", ns, name, attempt + 1, e)
+                time.sleep(min(5.0, 0.2 * 2**attempt))
 
     # -- node ------------------------------------------------------------------------------
     def node_status(self) -> dict[str, Any]:
