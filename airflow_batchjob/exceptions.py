@@ -27,6 +27,10 @@ class JobTimeoutError(BatchJobError):
     """The wait passed its deadline."""
 
 
+class JobStuckError(BatchJobError):
+    """A Pod could not be scheduled or start its containers within ``pending_timeout``."""
+
+
 class InvalidJobTemplateError(AirflowFailException, ValueError):
     """Bad parameters or template: a retry cannot fix it, so the task fails without retrying."""
 

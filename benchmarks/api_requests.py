@@ -99,7 +99,7 @@ async def window_ours(st: c.State, namespace: str, job: str, seconds: float) -> 
 
     async def count_before_end() -> None:  # the shared watch's own counter of list + watch calls
         await asyncio.sleep(seconds - 1)
-        nw = registry().watches.get(("kubernetes_default", namespace))
+        nw = registry().watches.get(("kubernetes_default", namespace, "jobs"))
         info["client_requests"] = nw.requests if nw else None
 
     event, _, _ = await asyncio.gather(

@@ -1,8 +1,8 @@
-"""One shared watch on the Jobs of a namespace, for every waiter in this process.
+"""One shared watch on the Jobs (or Pods, or Events) of a namespace, for every waiter in this process.
 
 A triggerer may hold a thousand deferred tasks waiting on Jobs; a watch each would mean a
 thousand open connections to the apiserver. Instead every waiter subscribes to the one
-:class:`NamespaceWatch` of its (connection, namespace) in its event loop; the watch lists once,
+:class:`NamespaceWatch` of its (connection, namespace, kind) in its event loop; the watch lists once,
 then follows events from the last ``resourceVersion`` (resuming after dropped connections and
 re-listing after ``410 Gone``), and hands each subscriber the Jobs it matches. The watch stops
 when its last subscriber leaves.
@@ -28,7 +28,10 @@ Job = dict[str, Any]
 Matcher = Callable[[Job], bool]
 ClientFactory = Callable[[str], AbstractAsyncContextManager[aclient.ApiClient]]
 
-WATCH_TIMEOUT_SECONDS = 290  # the apiserver ends a watch after this; we resume from the last version
+# The apiserver ends a watch after this; we resume from the last version. Long, so that a wait
+# of ten minutes costs one list and one or two watch requests.
+WATCH_TIMEOUT_SECONDS = 900
+KINDS = ("jobs", "pods", "events")
 
 
 @dataclass(eq=False)
@@ -40,7 +43,7 @@ class Subscription:
     """
 
     match: Matcher
-    queue: asyncio.Queue[tuple[str, Job | None]] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[tuple[str, Job | None]] = field(default_factory=asyncio.Queue)  # may be shared
     jobs: dict[str, Job] = field(default_factory=dict)
     synced: bool = False
     api: aclient.ApiClient | None = None  # the watch's client, for waiters that also act (resume Jobs)
@@ -62,27 +65,38 @@ class Subscription:
 
 
 class NamespaceWatch:
-    """Lists then watches ``batch/v1`` Jobs in one namespace and fans events out to subscribers."""
+    """Lists then watches one kind (Jobs, Pods, Events) in one namespace; fans events out to subscribers."""
 
-    def __init__(self, api: aclient.ApiClient, namespace: str) -> None:
+    def __init__(self, api: aclient.ApiClient, namespace: str, kind: str = "jobs") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r}: use one of {KINDS}")
         self.api = api
         self.namespace = namespace
+        self.kind = kind
         self.subscribers: set[Subscription] = set()
         self.task: asyncio.Task[None] | None = None
         self.resource_version: str | None = None
         self._snapshot: dict[str, Job] | None = None  # current Jobs, so late subscribers start synced
         self.requests = 0  # list + watch calls made, for diagnostics and benchmarks
 
-    def subscribe(self, match: Matcher) -> Subscription:
-        sub = Subscription(match, api=self.api)
+    def subscribe(
+        self, match: Matcher, queue: asyncio.Queue[tuple[str, Job | None]] | None = None
+    ) -> Subscription:
+        sub = Subscription(match, api=self.api) if queue is None else Subscription(match, queue, api=self.api)
         self.subscribers.add(sub)
         if self._snapshot is not None:
             sub._sync(list(self._snapshot.values()))
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"job-watch-{self.namespace}"
+                self._run(), name=f"{self.kind}-watch-{self.namespace}"
             )
         return sub
+
+    def _lister(self) -> Callable[..., Any]:
+        if self.kind == "jobs":
+            return aclient.BatchV1Api(self.api).list_namespaced_job
+        core = aclient.CoreV1Api(self.api)
+        return core.list_namespaced_pod if self.kind == "pods" else core.list_namespaced_event
 
     async def unsubscribe(self, sub: Subscription) -> None:
         self.subscribers.discard(sub)
@@ -93,9 +107,8 @@ class NamespaceWatch:
             self.task = None
 
     async def _list(self) -> None:
-        batch = aclient.BatchV1Api(self.api)
         self.requests += 1
-        resp: Any = await batch.list_namespaced_job(self.namespace, _preload_content=False)
+        resp: Any = await self._lister()(self.namespace, _preload_content=False)
         body = json.loads(await resp.read())
         self.resource_version = body["metadata"]["resourceVersion"]
         items = body.get("items") or []
@@ -104,9 +117,8 @@ class NamespaceWatch:
             sub._sync(items)
 
     async def _watch(self) -> None:
-        batch = aclient.BatchV1Api(self.api)
         self.requests += 1
-        resp: Any = await batch.list_namespaced_job(
+        resp: Any = await self._lister()(
             self.namespace,
             watch=True,
             resource_version=self.resource_version or "",
@@ -154,43 +166,50 @@ class NamespaceWatch:
                     self.resource_version = None
                     continue
                 log.warning(
-                    "watch on jobs in %s: %s %s; retrying in %.1fs", self.namespace, e.status, e.reason, delay
+                    "watch on %s in %s: %s %s; retrying in %.1fs",
+                    self.kind,
+                    self.namespace,
+                    e.status,
+                    e.reason,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
             except Exception as e:  # dropped connection, apiserver restart
-                log.warning("watch on jobs in %s: %s; resuming in %.1fs", self.namespace, e, delay)
+                log.warning("watch on %s in %s: %s; resuming in %.1fs", self.kind, self.namespace, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
 
 class WatchRegistry:
-    """The shared watches of one event loop, keyed by (connection id, namespace)."""
+    """The shared watches of one event loop, keyed by (connection id, namespace, kind)."""
 
     def __init__(self) -> None:
         self.clients: dict[str, tuple[aclient.ApiClient, contextlib.AsyncExitStack]] = {}
-        self.watches: dict[tuple[str, str], NamespaceWatch] = {}
+        self.watches: dict[tuple[str, str, str], NamespaceWatch] = {}
         self.lock = asyncio.Lock()
 
-    async def get(self, conn_id: str, namespace: str, factory: ClientFactory) -> NamespaceWatch:
+    async def get(
+        self, conn_id: str, namespace: str, factory: ClientFactory, kind: str = "jobs"
+    ) -> NamespaceWatch:
         async with self.lock:
             if conn_id not in self.clients:
                 stack = contextlib.AsyncExitStack()
                 api = await stack.enter_async_context(factory(conn_id))
                 self.clients[conn_id] = (api, stack)
-            key = (conn_id, namespace)
+            key = (conn_id, namespace, kind)
             if key not in self.watches:
-                self.watches[key] = NamespaceWatch(self.clients[conn_id][0], namespace)
+                self.watches[key] = NamespaceWatch(self.clients[conn_id][0], namespace, kind)
             return self.watches[key]
 
-    async def release(self, conn_id: str, namespace: str, sub: Subscription) -> None:
+    async def release(self, conn_id: str, namespace: str, sub: Subscription, kind: str = "jobs") -> None:
         async with self.lock:
-            watch = self.watches.get((conn_id, namespace))
+            watch = self.watches.get((conn_id, namespace, kind))
             if watch is None:
                 return
             await watch.unsubscribe(sub)
             if not watch.subscribers:
-                del self.watches[(conn_id, namespace)]
+                del self.watches[(conn_id, namespace, kind)]
             if not any(k[0] == conn_id for k in self.watches):
                 entry = self.clients.pop(conn_id, None)
                 if entry is not None:
@@ -212,13 +231,22 @@ def registry() -> WatchRegistry:
 
 @contextlib.asynccontextmanager
 async def subscription(
-    conn_id: str, namespace: str, match: Matcher, factory: ClientFactory
+    conn_id: str,
+    namespace: str,
+    match: Matcher,
+    factory: ClientFactory,
+    *,
+    kind: str = "jobs",
+    queue: asyncio.Queue[tuple[str, Job | None]] | None = None,
 ) -> AsyncIterator[Subscription]:
-    """Subscribe to the shared watch for the duration of the block."""
+    """Subscribe to the shared watch of ``kind`` for the duration of the block.
+
+    Pass ``queue`` to share one wake-up queue between subscriptions to several kinds.
+    """
     reg = registry()
-    watch = await reg.get(conn_id, namespace, factory)
-    sub = watch.subscribe(match)
+    watch = await reg.get(conn_id, namespace, factory, kind)
+    sub = watch.subscribe(match, queue)
     try:
         yield sub
     finally:
-        await reg.release(conn_id, namespace, sub)
+        await reg.release(conn_id, namespace, sub, kind)

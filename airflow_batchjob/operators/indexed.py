@@ -347,7 +347,7 @@ class IndexedJobOperator(BatchJobOperator):
             key=lambda j: int((j["metadata"].get("annotations") or {}).get(ANNOTATION_ATTEMPT, "1")),
         )
         try:
-            outcome = self.finish(event)
+            outcome = self.finish(event, context)
         except JobFailedError as e:
             result = self.indexed_result(jobs, items, namespace)
             failed = [r for r in result["items"] if r["state"] != "succeeded"]

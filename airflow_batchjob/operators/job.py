@@ -20,6 +20,7 @@ from airflow.sdk import BaseOperator
 from kubernetes.client.rest import ApiException
 
 from airflow_batchjob.core import naming
+from airflow_batchjob.core.diagnose import pod_summary
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 from airflow_batchjob.core.spec import ContainerParams, JobOverrides, build_job, env_list, load_template
@@ -28,6 +29,7 @@ from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
     JobDeletedError,
     JobFailedError,
+    JobStuckError,
     JobTimeoutError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook
@@ -46,7 +48,15 @@ def _seconds(value: dt.timedelta | float | None) -> float | None:
 
 
 class BaseBatchJobOperator(BaseOperator):
-    """What every pattern's operator shares: connection, namespace, waiting, cleanup, failure logs."""
+    """What every pattern's operator shares: connection, namespace, waiting, cleanup, failure logs.
+
+    :param diagnostics: while waiting, explain in the task log why fewer Pods run than requested
+        (quota, backoff, unschedulable, image pull, config errors), on each change and at most
+        every ``diagnose_interval`` seconds; and push a ``diagnostics`` XCom summary at the end.
+    :param pending_timeout: fail when a Pod stays unschedulable or cannot start its containers
+        this long (off by default). The Job is then handled like a timeout: deleted only with
+        ``delete_on_finish="always"``.
+    """
 
     def __init__(
         self,
@@ -60,9 +70,20 @@ class BaseBatchJobOperator(BaseOperator):
         progress_interval: float = 10.0,
         log_tail_lines: int = 50,
         max_failed_pod_logs: int = 5,
+        diagnostics: bool = True,
+        diagnose_interval: float = 30.0,
+        pending_timeout: dt.timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        pending = _seconds(pending_timeout)
+        if pending is not None and pending <= 0:
+            raise InvalidJobTemplateError(f"pending_timeout={pending_timeout!r}: use a positive duration")
+        if diagnose_interval <= 0:
+            raise InvalidJobTemplateError(f"diagnose_interval={diagnose_interval!r}: use a positive number")
+        self.diagnostics = diagnostics
+        self.diagnose_interval = diagnose_interval
+        self.pending_timeout = pending
         if delete_on_finish not in _DELETE_POLICIES:
             raise InvalidJobTemplateError(
                 f"delete_on_finish={delete_on_finish!r}: use one of {_DELETE_POLICIES}"
@@ -107,6 +128,8 @@ class BaseBatchJobOperator(BaseOperator):
                     delete_on_kill=True,
                     propagation_policy=self.propagation_policy,
                     progress_interval=self.progress_interval,
+                    diagnostics=self.diagnostics,
+                    pending_timeout=self.pending_timeout,
                 ),
                 method_name="execute_complete",
             )
@@ -119,6 +142,9 @@ class BaseBatchJobOperator(BaseOperator):
                 deadline=deadline,
                 progress=self.log.info,
                 progress_interval=self.progress_interval,
+                diagnostics=self.diagnostics,
+                diagnose_interval=self.diagnose_interval,
+                pending_timeout=self.pending_timeout,
             )
         )
         event.update(namespace=namespace, job_name=name, job_uid=uid)
@@ -139,17 +165,63 @@ class BaseBatchJobOperator(BaseOperator):
         )
         return True
 
-    def finish(self, event: dict[str, Any]) -> JobOutcome:
+    def report_diagnostics(
+        self,
+        context: Context | None,
+        event: dict[str, Any],
+        namespace: str,
+        selector: str,
+        outcomes: list[JobOutcome],
+    ) -> dict[str, Any] | None:
+        """Push the ``diagnostics`` XCom: the wait's summary plus what the Job's Pods show now."""
+        if not self.diagnostics:
+            return None
+        summary: dict[str, Any] = dict(event.get("diagnostics") or {})
+        summary["pods_created"] = sum(o.succeeded + o.failed + o.active + o.terminating for o in outcomes)
+        summary["pods_failed"] = sum(o.failed for o in outcomes)
+        try:
+            summary.update(pod_summary(self.hook.list_pods(namespace, selector), time.time()))
+        except ApiException as e:  # a summary is not worth failing the task for
+            self.log.warning("could not list Pods for the diagnostics summary: %s %s", e.status, e.reason)
+        self.log.info(
+            "diagnostics: at most %s Pods ran at once (%s requested), %s created, %s failed, "
+            "%s evicted, %.1fs Pending in total (longest %.1fs)",
+            summary.get("max_observed_parallelism", "?"),
+            summary.get("requested_parallelism", "?"),
+            summary["pods_created"],
+            summary["pods_failed"],
+            summary.get("pods_evicted", "?"),
+            summary.get("pending_seconds_total", 0.0),
+            summary.get("pending_seconds_max", 0.0),
+        )
+        if context is not None:
+            context["ti"].xcom_push(key="diagnostics", value=summary)
+        return summary
+
+    def finish(self, event: dict[str, Any], context: Context | None = None) -> JobOutcome:
         """Turn a trigger event into an outcome, or raise the right error with the failing Pods' logs."""
         status = event.get("status")
         outcome = JobOutcome.from_dict(event["job"]) if event.get("job") else None
         if status == "deleted":
             raise JobDeletedError(event.get("message", "the Job was deleted"))
-        if status == "timeout":
+        if outcome is not None and event.get("job_uid"):
+            self.report_diagnostics(
+                context,
+                event,
+                outcome.namespace,
+                f"batch.kubernetes.io/controller-uid={event['job_uid']}",
+                [outcome],
+            )
+        if status in ("timeout", "stuck"):
             if self.delete_on_finish == "always" and event.get("job_name"):
                 self.hook.delete_job(
                     event["namespace"], event["job_name"], self.propagation_policy, uid=event.get("job_uid")
                 )
+                self.log.info(
+                    "deleted Job %s/%s (delete_on_finish=always)", event["namespace"], event["job_name"]
+                )
+            if status == "stuck":
+                raise JobStuckError(event.get("message", "a Pod could not start"))
             raise JobTimeoutError(event.get("message", "timed out"))
         if outcome is None or status == "error":
             raise BatchJobError(f"waiting on the Job failed: {event.get('message')}")
@@ -447,7 +519,7 @@ class BatchJobOperator(BaseBatchJobOperator):
         if self.resumed_without_event(context, event):
             return self.execute(context)
         assert event is not None
-        return self.result(self.finish(event))
+        return self.result(self.finish(event, context))
 
     @staticmethod
     def result(outcome: JobOutcome) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from airflow_batchjob.exceptions import (
     BatchJobError,
     InvalidJobTemplateError,
     JobFailedError,
+    JobStuckError,
     JobTimeoutError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook
@@ -224,6 +225,8 @@ class JobGroupOperator(BatchJobOperator):
                     deadline=deadline,
                     delete_on_kill=True,
                     progress_interval=self.progress_interval,
+                    diagnostics=self.diagnostics,
+                    pending_timeout=self.pending_timeout,
                 ),
                 method_name="execute_complete",
             )
@@ -237,6 +240,9 @@ class JobGroupOperator(BatchJobOperator):
                 deadline=deadline,
                 progress=self.log.info,
                 progress_interval=self.progress_interval,
+                diagnostics=self.diagnostics,
+                diagnose_interval=self.diagnose_interval,
+                pending_timeout=self.pending_timeout,
             )
         )
         event.update(namespace=namespace, label_selector=selector)
@@ -253,7 +259,14 @@ class JobGroupOperator(BatchJobOperator):
         jobs = sorted(hook.list_jobs(namespace, selector), key=item_index)
         table = [self._row(job) for job in jobs]
         self.log.info("group %s: %s", selector, event.get("message"))
-        if status == "timeout":
+        self.report_diagnostics(context, event, namespace, selector, [outcome_from_job(j) for j in jobs])
+        if status in ("timeout", "stuck"):
+            if self.delete_on_finish == "always":
+                hook.batch.delete_collection_namespaced_job(
+                    namespace, label_selector=selector, propagation_policy=self.propagation_policy
+                )
+            if status == "stuck":
+                raise JobStuckError(event.get("message", "a Pod could not start"))
             raise JobTimeoutError(event.get("message", "timed out"))
         failed = [r for r in table if r["state"] == JobState.FAILED.value]
         succeeded = [r for r in table if r["state"] == JobState.SUCCEEDED.value]

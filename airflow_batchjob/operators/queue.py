@@ -239,7 +239,7 @@ class QueueJobOperator(BatchJobOperator):
             return self.execute(context)
         assert event is not None
         try:
-            outcome = self.finish(event)
+            outcome = self.finish(event, context)
         except JobFailedError as e:
             raise JobFailedError(f"{e}; queue {self.queue_name}: {self.queue_stats()}", e.outcome) from e
         stats = self.queue_stats()

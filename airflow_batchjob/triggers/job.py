@@ -24,12 +24,33 @@ from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict, WaitFor, check
 from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory, Job, subscription
+from airflow_batchjob.triggers.diagnostics import WaitDiagnostics
 
 log = logging.getLogger(__name__)
 
 # Event statuses: "met" (goal reached; for the default goal the Job may have succeeded or failed,
 # see the outcome's state), "failed" (a fail_on condition, or the goal can no longer happen),
-# "deleted", "timeout", "error".
+# "stuck" (a Pod could not be scheduled or started within pending_timeout), "deleted",
+# "timeout", "error".
+
+
+async def _current_uids(
+    api: aclient.ApiClient | None, namespace: str, name: str | None, selector: str | None
+) -> set[str]:
+    """The uids of the Jobs that exist now, read fresh (not from a watch that may lag)."""
+    if api is None:
+        return set()
+    batch = aclient.BatchV1Api(api)
+    try:
+        if name:
+            job = await batch.read_namespaced_job(name, namespace)
+            return {job.metadata.uid}
+        jobs = await batch.list_namespaced_job(namespace, label_selector=selector or "")
+        return {j.metadata.uid for j in jobs.items}
+    except ApiException as e:
+        if e.status == 404:
+            return set()
+        raise
 
 
 async def wait_for_job(
@@ -43,9 +64,18 @@ async def wait_for_job(
     deadline: float | None = None,
     progress: Callable[[str], None] | None = None,
     progress_interval: float = 10.0,
+    diagnostics: bool = False,
+    diagnose_interval: float = 30.0,
+    pending_timeout: float | None = None,
     client_factory: ClientFactory = async_api_client,
 ) -> dict[str, Any]:
-    """Wait on one Job (by name, or by a label selector matching exactly one) and return an event dict."""
+    """Wait on one Job (by name, or by a label selector matching exactly one) and return an event dict.
+
+    With ``diagnostics`` (operators turn it on), a Job whose Pods do not all run is explained in
+    the progress log (see ``triggers/diagnostics.py``), and the event carries a ``diagnostics``
+    summary; ``pending_timeout`` ends the wait with status "stuck" when a Pod cannot be scheduled
+    or started for that long.
+    """
     wait = wait or WaitFor()
     if bool(job_name) == bool(label_selector):
         raise ValueError("pass exactly one of job_name and label_selector")
@@ -60,39 +90,63 @@ async def wait_for_job(
     what = f"{namespace}/{job_name}" if job_name else f"Job with labels {label_selector!r} in {namespace}"
     last_line, last_time = "", 0.0
     seen_uid: str | None = None
-    async with subscription(kubernetes_conn_id, namespace, match, client_factory) as sub:
+    queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
+    async with (
+        subscription(kubernetes_conn_id, namespace, match, client_factory, queue=queue) as sub,
+        WaitDiagnostics(
+            conn_id=kubernetes_conn_id,
+            namespace=namespace,
+            factory=client_factory,
+            queue=queue,
+            progress=progress,
+            interval=diagnose_interval,
+            pending_timeout=pending_timeout,
+            enabled=diagnostics,
+        ) as diag,
+    ):
+
+        def event(status: str, message: str, job: dict[str, Any] | None) -> dict[str, Any]:
+            out: dict[str, Any] = {"status": status, "message": message, "job": job}
+            if diag.enabled:
+                out["diagnostics"] = diag.summary()
+            return out
+
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            timeouts = [
+                t for t in (diag.next_wake(), deadline and max(0.0, deadline - time.time())) if t is not None
+            ]
             try:
-                await asyncio.wait_for(sub.queue.get(), timeout)
+                await asyncio.wait_for(queue.get(), min(timeouts) if timeouts else None)
             except TimeoutError:
-                return {
-                    "status": "timeout",
-                    "message": f"timed out waiting for {wait.describe()} of {what}",
-                    "job": None,
-                }
-            while not sub.queue.empty():  # act on the newest state only
-                sub.queue.get_nowait()
+                if deadline is not None and time.time() >= deadline:
+                    return event("timeout", f"timed out waiting for {wait.describe()} of {what}", None)
+            while not queue.empty():  # act on the newest state only
+                queue.get_nowait()
             if not sub.synced:
                 continue
             jobs = list(sub.jobs.values())
             if len(jobs) > 1:
                 names = ", ".join(sorted(j["metadata"]["name"] for j in jobs))
-                return {
-                    "status": "error",
-                    "job": None,
-                    "message": f"label selector {label_selector!r} matches {len(jobs)} Jobs ({names}): "
+                return event(
+                    "error",
+                    f"label selector {label_selector!r} matches {len(jobs)} Jobs ({names}): "
                     "make it match exactly one",
-                }
+                    None,
+                )
             job = jobs[0] if jobs else None
             uid = job["metadata"]["uid"] if job else None
-            expected = job_uid or seen_uid
-            if expected and uid != expected:
-                return {
-                    "status": "deleted",
-                    "job": None,
-                    "message": f"Job {what} (uid {expected}) was deleted or replaced while waiting",
-                }
+            if seen_uid and uid != seen_uid:  # the watch showed our Job, then it went: in order, so real
+                return event(
+                    "deleted", f"Job {what} (uid {seen_uid}) was deleted or replaced while waiting", None
+                )
+            if job_uid and uid != job_uid:
+                # The shared watch may have listed before our Job was created (or before the Job it
+                # replaced was deleted): ask the apiserver before calling it gone.
+                if job_uid not in await _current_uids(sub.api, namespace, job_name, label_selector):
+                    return event(
+                        "deleted", f"Job {what} (uid {job_uid}) was deleted or replaced while waiting", None
+                    )
+                continue  # it exists: the watch will deliver it
             if job is None:
                 continue  # not created yet: a sensor may wait for a Job created later
             seen_uid = uid
@@ -107,7 +161,14 @@ async def wait_for_job(
                 progress(f"Job {outcome.namespace}/{outcome.name}: {line}")
                 last_line, last_time = line, now
             if verdict is not Verdict.WAITING:
-                return {"status": verdict.value, "message": why, "job": outcome.to_dict()}
+                return event(verdict.value, why, outcome.to_dict())
+            stuck = await diag.observe([job])
+            if stuck is not None:
+                return event(
+                    "stuck",
+                    f"{stuck.line(time.time())} (pending_timeout is {pending_timeout:.0f}s)",
+                    outcome.to_dict(),
+                )
 
 
 class JobTrigger(BaseTrigger):
@@ -131,8 +192,12 @@ class JobTrigger(BaseTrigger):
         delete_on_kill: bool = False,
         propagation_policy: str = "Background",
         progress_interval: float = 10.0,
+        diagnostics: bool = False,
+        pending_timeout: float | None = None,
     ) -> None:
         super().__init__()
+        self.diagnostics = diagnostics
+        self.pending_timeout = pending_timeout
         self.namespace = namespace
         self.job_name = job_name
         self.label_selector = label_selector
@@ -153,6 +218,7 @@ class JobTrigger(BaseTrigger):
             "label_selector": self.label_selector,
             "job_uid": self.job_uid,
             "deadline": self.deadline,
+            "pending_timeout": self.pending_timeout,
         }
         kwargs.update({k: v for k, v in optional.items() if v is not None})
         if self.wait_for:  # None and {} both mean the default goal
@@ -165,6 +231,8 @@ class JobTrigger(BaseTrigger):
             kwargs["propagation_policy"] = self.propagation_policy
         if self.progress_interval != 10.0:
             kwargs["progress_interval"] = self.progress_interval
+        if self.diagnostics:
+            kwargs["diagnostics"] = True
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -179,6 +247,8 @@ class JobTrigger(BaseTrigger):
                 deadline=self.deadline,
                 progress=self.log.info,
                 progress_interval=self.progress_interval,
+                diagnostics=self.diagnostics,
+                pending_timeout=self.pending_timeout,
             )
         except Exception as e:
             self.log.exception(

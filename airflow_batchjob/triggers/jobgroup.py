@@ -23,6 +23,7 @@ from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict
 from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory, Job, subscription
+from airflow_batchjob.triggers.diagnostics import WaitDiagnostics
 
 
 async def _resume(api: aclient.ApiClient, namespace: str, names: list[str]) -> None:
@@ -49,9 +50,15 @@ async def wait_for_group(
     deadline: float | None = None,
     progress: Callable[[str], None] | None = None,
     progress_interval: float = 10.0,
+    diagnostics: bool = False,
+    diagnose_interval: float = 30.0,
+    pending_timeout: float | None = None,
     client_factory: ClientFactory = async_api_client,
 ) -> dict[str, Any]:
-    """Wait until the group meets ``goal``; return ``{"status", "message", "counts"}``."""
+    """Wait until the group meets ``goal``; return ``{"status", "message", "counts"}``.
+
+    ``diagnostics`` and ``pending_timeout`` work as in ``wait_for_job``, over all the group's Jobs.
+    """
     goal = goal or GroupGoal()
     selector = parse_selector(label_selector)
 
@@ -60,20 +67,43 @@ async def wait_for_group(
 
     last_line, last_time = "", 0.0
     resumed: set[str] = set()
-    async with subscription(kubernetes_conn_id, namespace, match, client_factory) as sub:
+    queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
+    async with (
+        subscription(kubernetes_conn_id, namespace, match, client_factory, queue=queue) as sub,
+        WaitDiagnostics(
+            conn_id=kubernetes_conn_id,
+            namespace=namespace,
+            factory=client_factory,
+            queue=queue,
+            progress=progress,
+            interval=diagnose_interval,
+            pending_timeout=pending_timeout,
+            enabled=diagnostics,
+        ) as diag,
+    ):
+
+        def event(status: str, message: str, counts: dict[str, Any]) -> dict[str, Any]:
+            out: dict[str, Any] = {"status": status, "message": message, "counts": counts}
+            if diag.enabled:
+                out["diagnostics"] = diag.summary()
+            return out
+
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            timeouts = [
+                t for t in (diag.next_wake(), deadline and max(0.0, deadline - time.time())) if t is not None
+            ]
             try:
-                await asyncio.wait_for(sub.queue.get(), timeout)
+                await asyncio.wait_for(queue.get(), min(timeouts) if timeouts else None)
             except TimeoutError:
-                p = progress_of([outcome_from_job(j) for j in sub.jobs.values()])
-                return {
-                    "status": "timeout",
-                    "counts": p.__dict__,
-                    "message": f"timed out waiting for Jobs {label_selector!r}: {p.line(goal.expected)}",
-                }
-            while not sub.queue.empty():
-                sub.queue.get_nowait()
+                if deadline is not None and time.time() >= deadline:
+                    p = progress_of([outcome_from_job(j) for j in sub.jobs.values()])
+                    return event(
+                        "timeout",
+                        f"timed out waiting for Jobs {label_selector!r}: {p.line(goal.expected)}",
+                        p.__dict__,
+                    )
+            while not queue.empty():
+                queue.get_nowait()
             if not sub.synced:
                 continue
             jobs = list(sub.jobs.values())
@@ -94,7 +124,14 @@ async def wait_for_group(
                 progress(f"Jobs {label_selector}: {line}")
                 last_line, last_time = line, now
             if verdict is not Verdict.WAITING:
-                return {"status": verdict.value, "message": why, "counts": progress_of(outcomes).__dict__}
+                return event(verdict.value, why, progress_of(outcomes).__dict__)
+            stuck = await diag.observe(jobs)
+            if stuck is not None:
+                return event(
+                    "stuck",
+                    f"{stuck.line(time.time())} (pending_timeout is {pending_timeout:.0f}s)",
+                    progress_of(outcomes).__dict__,
+                )
 
 
 class JobGroupTrigger(BaseTrigger):
@@ -111,8 +148,12 @@ class JobGroupTrigger(BaseTrigger):
         deadline: float | None = None,
         delete_on_kill: bool = False,
         progress_interval: float = 10.0,
+        diagnostics: bool = False,
+        pending_timeout: float | None = None,
     ) -> None:
         super().__init__()
+        self.diagnostics = diagnostics
+        self.pending_timeout = pending_timeout
         self.namespace = namespace
         self.label_selector = label_selector
         self.goal = goal
@@ -133,6 +174,8 @@ class JobGroupTrigger(BaseTrigger):
             else self.kubernetes_conn_id,
             "delete_on_kill": self.delete_on_kill or None,
             "progress_interval": None if self.progress_interval == 10.0 else self.progress_interval,
+            "diagnostics": self.diagnostics or None,
+            "pending_timeout": self.pending_timeout,
         }
         kwargs.update({k: v for k, v in optional.items() if v is not None})
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
@@ -148,6 +191,8 @@ class JobGroupTrigger(BaseTrigger):
                 deadline=self.deadline,
                 progress=self.log.info,
                 progress_interval=self.progress_interval,
+                diagnostics=self.diagnostics,
+                pending_timeout=self.pending_timeout,
             )
         except Exception as e:
             self.log.exception("waiting on Jobs %s in %s failed", self.label_selector, self.namespace)

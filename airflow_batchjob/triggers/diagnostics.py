@@ -1,0 +1,177 @@
+"""Explain a slow or stuck wait while it happens: Pod and Event watches started only when needed.
+
+A healthy Job costs nothing extra: its status alone (``active``, ``ready`` against the wanted
+parallelism) shows there is nothing to explain. When it shows a gap for a few seconds, the waiter
+joins the process's shared Pod and Event watches of the namespace (one each, whatever the number
+of waiters) and logs, on each change and at most every ``interval`` seconds otherwise, why fewer
+Pods run than requested and why Pods that exist do not start (see ``core/diagnose.py``).
+``pending_timeout`` turns a Pod that cannot be scheduled or started for that long into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from airflow_batchjob.core.diagnose import (
+    CONTROLLER_UID,
+    PodProblem,
+    diagnose,
+    needs_diagnosis,
+    parallelism_of,
+    pending_violation,
+)
+from airflow_batchjob.hooks.watch import ClientFactory, Job, Subscription, subscription
+
+GRACE_SECONDS = 5.0  # a gap shorter than this is ordinary start-up, not worth two more watches
+MAX_LINES = 12
+_AGE = re.compile(r" for \d+s")
+
+
+class WaitDiagnostics:
+    """Tracks the Jobs of one wait; starts Pod/Event watches on a lasting gap; logs and summarises."""
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        namespace: str,
+        factory: ClientFactory,
+        queue: asyncio.Queue[tuple[str, Job | None]],
+        progress: Callable[[str], None] | None,
+        interval: float = 30.0,
+        pending_timeout: float | None = None,
+        enabled: bool = True,
+        grace: float = GRACE_SECONDS,
+    ) -> None:
+        self.conn_id, self.namespace, self.factory, self.queue = conn_id, namespace, factory, queue
+        self.progress = progress
+        self.interval = interval
+        self.pending_timeout = pending_timeout
+        self.enabled = enabled or pending_timeout is not None
+        self.grace = grace
+        self.uids: set[str] = set()
+        self.pods: Subscription | None = None
+        self.events: Subscription | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._gap_since: float | None = None
+        self._last_key: tuple[tuple[str, ...], ...] = ()
+        self._last_log = 0.0
+        self.max_active = 0
+        self.requested = 0
+        self.problems: list[str] = []  # distinct problem lines seen, for the XCom summary
+
+    async def __aenter__(self) -> WaitDiagnostics:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._stack.__aexit__(*exc)
+
+    @property
+    def watching(self) -> bool:
+        return self.pods is not None
+
+    async def _start(self) -> None:
+        def pod_match(pod: Job) -> bool:
+            return (pod["metadata"].get("labels") or {}).get(CONTROLLER_UID) in self.uids
+
+        def event_match(ev: Job) -> bool:
+            involved = ev.get("involvedObject") or {}
+            return involved.get("kind") == "Job" and involved.get("uid") in self.uids
+
+        ctx = self._stack.enter_async_context
+        self.pods = await ctx(
+            subscription(self.conn_id, self.namespace, pod_match, self.factory, kind="pods", queue=self.queue)
+        )
+        self.events = await ctx(
+            subscription(
+                self.conn_id, self.namespace, event_match, self.factory, kind="events", queue=self.queue
+            )
+        )
+
+    async def observe(self, jobs: Iterable[Job], now: float | None = None) -> PodProblem | None:
+        """Look at the Jobs (and Pods, Events once watched), log, return a Pod past pending_timeout."""
+        if not self.enabled:
+            return None
+        now = time.time() if now is None else now
+        running = [j for j in jobs if j.get("metadata", {}).get("uid")]
+        active = wanted = requested = 0
+        for job in running:
+            self.uids.add(job["metadata"]["uid"])
+            par = parallelism_of(job)
+            active += par.active
+            wanted += par.wanted
+            requested += par.requested if par.wanted else 0
+        self.max_active = max(self.max_active, active)
+        self.requested = max(self.requested, requested)
+        gapped = [j for j in running if needs_diagnosis(j)]
+        if not gapped:
+            self._gap_since = None
+            if self._last_key and self.progress and wanted:
+                self.progress(f"Pods of {self._what(running)}: {active} running, nothing holds them back now")
+            self._last_key = ()
+            return None
+        if self._gap_since is None:
+            self._gap_since = now
+        if not self.watching:
+            if now - self._gap_since < self.grace:
+                return None
+            await self._start()
+            return None  # the watches' first lists wake the waiter again
+        assert self.pods is not None and self.events is not None
+        if not (self.pods.synced and self.events.synced):
+            return None
+        by_uid: dict[str, list[Job]] = {}
+        for pod in self.pods.jobs.values():
+            by_uid.setdefault(pod["metadata"]["labels"][CONTROLLER_UID], []).append(pod)
+        events = list(self.events.jobs.values())
+        diagnoses = [diagnose(j, by_uid.get(j["metadata"]["uid"], []), events, now) for j in gapped]
+        diagnoses = [d for d in diagnoses if d.lines]
+        key = tuple(d.key for d in diagnoses)
+        if self.progress and diagnoses and (key != self._last_key or now - self._last_log >= self.interval):
+            lines = [line for d in diagnoses for line in d.lines]
+            shown = lines[:MAX_LINES] + (
+                [f"... and {len(lines) - MAX_LINES} more"] if len(lines) > MAX_LINES else []
+            )
+            self.progress("waiting: " + "\n  ".join(shown))
+            self._last_key, self._last_log = key, now
+        for d in diagnoses:
+            for line in d.lines:
+                stable = _AGE.sub("", line)
+                if stable not in self.problems and len(self.problems) < 20:
+                    self.problems.append(stable)
+        if self.pending_timeout is None:
+            return None
+        return pending_violation((p for d in diagnoses for p in d.stuck), now, self.pending_timeout)
+
+    def next_wake(self, now: float | None = None) -> float | None:
+        """Seconds until the waiter should look again without an event (grace, re-log, pending_timeout)."""
+        if not self.enabled or self._gap_since is None:
+            return None
+        now = time.time() if now is None else now
+        if not self.watching:
+            return max(0.0, self._gap_since + self.grace - now)
+        wake = self.interval
+        if self.pending_timeout is not None:
+            wake = min(wake, max(1.0, self.pending_timeout / 4))
+        return wake
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requested_parallelism": self.requested,
+            "max_observed_parallelism": self.max_active,
+            "watched_pods": self.watching,
+            "problems": list(self.problems),
+        }
+
+    @staticmethod
+    def _what(jobs: list[Job]) -> str:
+        if len(jobs) == 1:
+            meta = jobs[0]["metadata"]
+            return f"Job {meta.get('namespace')}/{meta.get('name')}"
+        return f"{len(jobs)} Jobs"
