@@ -32,6 +32,13 @@ ClientFactory = Callable[[str], AbstractAsyncContextManager[aclient.ApiClient]]
 # of ten minutes costs one list and one or two watch requests.
 WATCH_TIMEOUT_SECONDS = 900
 KINDS = ("jobs", "pods", "events")
+# What each shared watch needs to see: Pods that belong to a Job, and the Job controller's
+# FailedCreate events (not every event of a busy namespace).
+_FILTERS: dict[str, dict[str, str]] = {
+    "jobs": {},
+    "pods": {"label_selector": "batch.kubernetes.io/controller-uid"},
+    "events": {"field_selector": "reason=FailedCreate"},
+}
 
 
 @dataclass(eq=False)
@@ -108,7 +115,7 @@ class NamespaceWatch:
 
     async def _list(self) -> None:
         self.requests += 1
-        resp: Any = await self._lister()(self.namespace, _preload_content=False)
+        resp: Any = await self._lister()(self.namespace, _preload_content=False, **_FILTERS[self.kind])
         body = json.loads(await resp.read())
         self.resource_version = body["metadata"]["resourceVersion"]
         items = body.get("items") or []
@@ -120,6 +127,7 @@ class NamespaceWatch:
         self.requests += 1
         resp: Any = await self._lister()(
             self.namespace,
+            **_FILTERS[self.kind],
             watch=True,
             resource_version=self.resource_version or "",
             allow_watch_bookmarks=True,

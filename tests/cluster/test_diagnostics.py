@@ -1,0 +1,228 @@
+"""Diagnostics on the real cluster, through Airflow: why a Job is slow, stuck or failing.
+
+Every cause is real: the scheduler's verdict on a Pod asking for more CPU than the node has,
+the node agent's image-pull failure for the reserved registry ``unpullable.invalid/`` (as a
+kubelet reports it), the Job controller's ``FailedCreate`` under a real ResourceQuota, and a
+``CreateContainerConfigError`` for a Secret key that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pendulum
+import pytest
+from airflow.sdk import DAG
+from kubernetes import client
+
+from airflow_batchjob.operators.job import BatchJobOperator
+from airflow_batchjob.operators.jobgroup import JobGroupOperator
+from airflow_batchjob.triggers.job import wait_for_job
+
+pytestmark = pytest.mark.cluster
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+
+
+def new_dag(dag_id: str) -> DAG:
+    return DAG(dag_id, schedule=None, start_date=START, catchup=False)
+
+
+def jobs_in(api_client: Any, ns: str) -> list[Any]:
+    return client.BatchV1Api(api_client).list_namespaced_job(ns).items
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
+def test_unschedulable_pod_logs_the_scheduler_reason_and_fails_at_pending_timeout(
+    run_dag: Any, api_client: Any, namespace: str, deferrable: bool, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with new_dag(f"too_big_{deferrable}") as dag:
+        BatchJobOperator(
+            task_id="big",
+            namespace=namespace,
+            image="busybox:1.36",
+            cmds=["true"],
+            container_resources={"requests": {"cpu": "64"}},  # the node has 8
+            pending_timeout=12,
+            diagnose_interval=5,
+            delete_on_finish="always",
+            deferrable=deferrable,
+        )
+    t0 = time.monotonic()
+    result = run_dag(dag)["big"]
+    elapsed = time.monotonic() - t0
+    out = capfd.readouterr().out
+    assert result["state"] == "failed"
+    assert "Pending for" in out and "Unschedulable: 0/1 nodes are available" in out
+    assert "Insufficient cpu" in out
+    assert "JobStuckError" in out and "pending_timeout is 12s" in out
+    assert elapsed >= 12  # not before the Pod had been Pending that long
+    diag = result["xcom"]["diagnostics"]
+    assert diag["max_observed_parallelism"] == 1 and diag["watched_pods"] is True
+    assert any("Insufficient cpu" in p for p in diag["problems"])
+    assert diag["pending_seconds_max"] >= 12
+    deadline = time.monotonic() + 30  # delete_on_finish="always": the stuck Job is cleaned up
+    while jobs_in(api_client, namespace) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert jobs_in(api_client, namespace) == []
+
+
+def test_unpullable_image_logs_err_image_pull_and_fails_at_pending_timeout(
+    run_dag: Any, api_client: Any, namespace: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with new_dag("no_image") as dag:
+        BatchJobOperator(
+            task_id="pull",
+            namespace=namespace,
+            image="unpullable.invalid/nope:1",
+            cmds=["true"],
+            pending_timeout=10,
+            diagnose_interval=5,
+        )
+    result = run_dag(dag)["pull"]
+    out = capfd.readouterr().out
+    assert result["state"] == "failed"
+    assert "container main waiting for" in out
+    assert "ErrImagePull" in out
+    assert "JobStuckError" in out
+    assert len(jobs_in(api_client, namespace)) == 1  # default delete_on_finish="never": kept to inspect
+
+
+def test_missing_secret_key_logs_create_container_config_error(
+    run_dag: Any, api_client: Any, namespace: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    client.CoreV1Api(api_client).create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "stringData": {"user": "u"}}
+    )
+    with new_dag("no_key") as dag:
+        BatchJobOperator(
+            task_id="cfg",
+            namespace=namespace,
+            image="busybox:1.36",
+            cmds=["true"],
+            env=[
+                {
+                    "name": "PASSWORD",
+                    "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}},
+                }
+            ],
+            pending_timeout=10,
+            diagnose_interval=5,
+        )
+    result = run_dag(dag)["cfg"]
+    out = capfd.readouterr().out
+    assert result["state"] == "failed"
+    assert "CreateContainerConfigError" in out
+    assert "password" in out  # the message names the missing key
+    assert "JobStuckError" in out
+
+
+def test_quota_caps_parallelism_and_the_job_still_completes(
+    run_dag: Any, api_client: Any, namespace: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_resource_quota(
+        namespace, {"metadata": {"name": "one-pod"}, "spec": {"hard": {"pods": "1"}}}
+    )
+    deadline = time.monotonic() + 20  # the quota counts only once its controller published usage
+    while not (core.read_namespaced_resource_quota("one-pod", namespace).status.hard or {}):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    with new_dag("quota") as dag:
+        BatchJobOperator(
+            task_id="capped",
+            namespace=namespace,
+            image="busybox:1.36",
+            cmds=["sh", "-c", "sleep 4"],
+            completions=3,
+            parallelism=3,
+            diagnose_interval=5,
+        )
+    result = run_dag(dag)["capped"]
+    out = capfd.readouterr().out
+    assert result["state"] == "success"
+    assert "parallelism 1 running of 3 requested; 2 missing: the Job controller cannot create Pods" in out
+    assert "FailedCreate" in out and "exceeded quota: one-pod" in out
+    diag = result["xcom"]["diagnostics"]
+    assert diag["max_observed_parallelism"] == 1
+    assert diag["requested_parallelism"] == 3
+    assert diag["pods_created"] == 3
+
+
+def test_healthy_job_costs_no_extra_watches_and_reports_a_summary(run_dag: Any, namespace: str) -> None:
+    with new_dag("healthy") as dag:
+        BatchJobOperator(
+            task_id="ok",
+            namespace=namespace,
+            image="busybox:1.36",
+            cmds=["true"],
+            completions=2,
+            parallelism=2,
+        )
+    result = run_dag(dag)["ok"]
+    assert result["state"] == "success"
+    diag = result["xcom"]["diagnostics"]
+    assert diag["watched_pods"] is False  # the Job's own status said there was nothing to explain
+    assert diag["pods_created"] == 2 and diag["pods_failed"] == 0
+    assert diag["max_observed_parallelism"] in (1, 2)
+    assert diag["pods_seen"] == 2 and diag["pending_seconds_max"] >= 0
+
+
+def test_jobgroup_items_that_cannot_be_scheduled_fail_the_group_at_pending_timeout(
+    run_dag: Any, namespace: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with new_dag("group_stuck") as dag:
+        JobGroupOperator(
+            task_id="grp",
+            namespace=namespace,
+            items=["a", "b"],
+            image="busybox:1.36",
+            cmds=["true"],
+            container_resources={"requests": {"cpu": "64"}},
+            pending_timeout=10,
+            diagnose_interval=5,
+            delete_on_finish="always",
+        )
+    result = run_dag(dag)["grp"]
+    out = capfd.readouterr().out
+    assert result["state"] == "failed"
+    assert "Insufficient cpu" in out and "JobStuckError" in out
+    assert result["xcom"]["diagnostics"]["watched_pods"] is True
+
+
+def test_wait_for_job_finds_a_job_created_after_the_shared_watch_listed(
+    local_cluster: Any, api_client: Any, namespace: str
+) -> None:
+    """A waiter joining an open shared watch whose snapshot predates its Job must not call it deleted."""
+    batch = client.BatchV1Api(api_client)
+
+    def body(name: str, cmd: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name},
+            "spec": {
+                "backoffLimit": 0,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", cmd]}],
+                    }
+                },
+            },
+        }
+
+    async def scenario() -> dict[str, Any]:
+        batch.create_namespaced_job(namespace, body("first", "sleep 5"))
+        first_uid = batch.read_namespaced_job("first", namespace).metadata.uid
+        first = asyncio.ensure_future(wait_for_job(namespace=namespace, job_name="first", job_uid=first_uid))
+        await asyncio.sleep(1.5)  # the namespace watch is open and has listed without "second"
+        # Created with the event loop blocked, then joined at once: the watch cannot have
+        # delivered ADDED yet, so the waiter starts from a snapshot without its Job.
+        uid = batch.create_namespaced_job(namespace, body("second", "true")).metadata.uid
+        event = await wait_for_job(namespace=namespace, job_name="second", job_uid=uid)
+        await first
+        return event
+
+    event = asyncio.run(scenario())
+    assert event["status"] == "met", event
+    assert event["job"]["state"] == "succeeded"
