@@ -610,10 +610,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--dir", type=Path, default=None, help="data dir (default $BATCHJOB_CLUSTER_DIR or the cache)"
     )
+    p.add_argument(
+        "--kwok",
+        type=int,
+        default=0,
+        metavar="N",
+        help="up: also start kwok with N fake Nodes (localcluster/kwok.py)",
+    )
     a = p.parse_args(argv)
     d = (a.dir or default_dir()).resolve()
     if a.command == "up":
         st = up(d)
+        if a.kwok:
+            from localcluster import kwok
+
+            kwok.up(d, a.kwok)
         print(st.env_file)
     elif a.command == "down":
         down(d)
