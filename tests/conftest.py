@@ -35,8 +35,13 @@ def local_cluster() -> Iterator[lc.State]:
     existing = lc.State.load(d)
     reuse = existing is not None and lc.alive(existing)
     st = lc.up(d)
-    saved = {k: os.environ.get(k) for k in st.connections()}
-    os.environ.update(st.connections())
+    # Airflow talks to Kubernetes as a ServiceAccount bound only to deploy/rbac/role.yaml, granted
+    # in each test's namespace (``namespace``): every pattern test proves least privilege.
+    # Fixtures and assertions use admin (``api_client``, KUBECONFIG).
+    lc.airflow_identity(st)
+    conns = st.connections(kubeconfig=str(Path(st.dir) / "airflow.kubeconfig"))
+    saved = {k: os.environ.get(k) for k in conns}
+    os.environ.update(conns)
     yield st
     for k, v in saved.items():
         if v is None:
@@ -55,8 +60,11 @@ def api_client(local_cluster: lc.State):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def namespace(api_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A fresh namespace per test (deleted afterwards), ready once its default ServiceAccount exists."""
+def namespace(api_client, local_cluster: lc.State) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A fresh namespace per test (deleted afterwards), ready once its default ServiceAccount exists.
+
+    The Airflow identity gets deploy/rbac/role.yaml there, and nothing else.
+    """
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
@@ -72,6 +80,7 @@ def namespace(api_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+    lc.grant(local_cluster, name)
     yield name
     core.delete_namespace(name, propagation_policy="Background")
 

@@ -1,25 +1,136 @@
 """The only module that talks to the Kubernetes API (with the watch in ``hooks/watch.py``).
 
 It reuses cncf.kubernetes' ``KubernetesHook`` / ``AsyncKubernetesHook`` for connections (the
-``kubernetes_default`` connection and its kubeconfig / in-cluster options) and its retry policy
-for transient API errors (429 with Retry-After, 5xx), and works on plain API dicts.
+``kubernetes_default`` connection and its kubeconfig / in-cluster options) and works on plain
+API dicts. Every request of the hook's client (``hook.core`` / ``hook.batch`` calls included) is
+retried on transient errors: 429 (honouring Retry-After), 500/502/503/504 and dropped
+connections, with exponential backoff, ``[workers] api_retries`` attempts in all (cncf's
+setting, default 5). Never on 409: a create that really happened before its response was lost
+comes back as 409 AlreadyExists, and the operators adopt that Job (deterministic names), so a
+retried create never makes a second Job. Errors come out as :class:`KubernetesApiError` (an
+``ApiException``: ``status`` kept) whose message says what failed, for 401/403 what to grant,
+and after the last retry how long it tried.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import random
 import time
-from collections.abc import AsyncIterator
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import urllib3.exceptions
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
-from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import generic_api_retry
+from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import (
+    API_RETRIES,
+    API_RETRY_WAIT_MAX,
+    API_RETRY_WAIT_MIN,
+)
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes_asyncio import client as aclient
 
 Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_MAX = 60.0  # seconds: a longer Retry-After is capped
+
+
+class KubernetesApiError(ApiException):
+    """An ``ApiException`` (``status``, ``reason``, ``body``, ``headers`` kept) with a readable message."""
+
+    message: str = ""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _api_message(e: ApiException) -> str:
+    """The apiserver's own explanation (the Status ``message``), else the reason phrase."""
+    with contextlib.suppress(Exception):
+        body = e.body.decode() if isinstance(e.body, bytes) else e.body
+        return str(json.loads(body)["message"])
+    return str(e.reason or "")
+
+
+def explain(
+    e: ApiException, method: str, url: str, conn_id: str, attempts: int, seconds: float
+) -> KubernetesApiError:
+    """Wrap an API error in a message that names the request and, for 401/403, the fix."""
+    path = urllib.parse.urlsplit(url).path
+    what = f"{method} {path}"
+    detail = _api_message(e)
+    if e.status == 403:
+        text = (
+            f"forbidden: {detail}. The identity of connection {conn_id!r} lacks a permission the provider "
+            "needs in that namespace: bind it to the Role in deploy/rbac/role.yaml there "
+            f"(README, 'On a real cluster'), or pick a namespace it may use. ({what})"
+        )
+    elif e.status == 401:
+        text = (
+            f"unauthorized: the apiserver rejected the credentials of connection {conn_id!r} "
+            f"(expired or revoked token?): {detail} ({what})"
+        )
+    elif attempts > 1:
+        text = (
+            f"the Kubernetes API kept failing: {what} answered {e.status} {e.reason} "
+            f"{attempts} times over {seconds:.0f}s; giving up: {detail}"
+        )
+    else:
+        text = f"{what} failed: {e.status} {e.reason}: {detail}"
+    err = KubernetesApiError.__new__(KubernetesApiError)
+    err.__dict__.update(e.__dict__)
+    err.args = (text,)
+    err.message = text
+    return err
+
+
+def _retry_after(e: ApiException) -> float | None:
+    value = (e.headers or {}).get("Retry-After") if e.status == 429 else None
+    try:
+        return min(max(float(value), 0.0), RETRY_AFTER_MAX) if value is not None else None
+    except ValueError:
+        return None
+
+
+def retrying(request: Callable[..., Any], conn_id: str, attempts: int = API_RETRIES) -> Callable[..., Any]:
+    """Wrap ``ApiClient.request``: retry transient failures with backoff, explain every error."""
+
+    def call(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.monotonic()
+        for attempt in range(1, max(attempts, 1) + 1):
+            try:
+                return request(method, url, *args, **kwargs)
+            except ApiException as e:
+                if e.status not in TRANSIENT_STATUS or attempt >= attempts:
+                    raise explain(e, method, url, conn_id, attempt, time.monotonic() - t0) from e
+                why = f"{e.status} {e.reason}"
+                delay = _retry_after(e)
+            except urllib3.exceptions.HTTPError as e:  # refused, reset, timed out: the apiserver restarting
+                if attempt >= attempts:
+                    raise
+                why, delay = f"{type(e).__name__}: {e}", None
+            if delay is None:
+                backoff = min(API_RETRY_WAIT_MIN * 2 ** (attempt - 1), API_RETRY_WAIT_MAX)
+                delay = backoff * random.uniform(0.8, 1.0)
+            log.warning(
+                "Kubernetes API %s %s: %s; retry %d of %d in %.1fs",
+                method,
+                urllib.parse.urlsplit(url).path,
+                why,
+                attempt,
+                attempts - 1,
+                delay,
+            )
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    return call
 
 
 def _json(resp: Any) -> Any:
@@ -37,7 +148,11 @@ class BatchJobHook:
     @property
     def api(self) -> client.ApiClient:
         if self._api is None:
-            self._api = self.kube.api_client
+            api = self.kube.api_client
+            if not getattr(api, "_batchjob_retrying", False):  # the cncf hook may share its client
+                api.request = retrying(api.request, self.conn_id)
+                api._batchjob_retrying = True
+            self._api = api
         return self._api
 
     @property
@@ -52,11 +167,13 @@ class BatchJobHook:
         return self.kube.get_namespace() or "default"
 
     # -- Jobs ------------------------------------------------------------------------------
-    @generic_api_retry
     def create_job(self, namespace: str, body: Obj) -> Obj:
-        return dict(_json(self.batch.create_namespaced_job(namespace, body, _preload_content=False)))
+        """Create the Job; unknown fields (a typo in a template) are refused (400), not dropped."""
+        resp = self.batch.create_namespaced_job(
+            namespace, body, field_validation="Strict", _preload_content=False
+        )
+        return dict(_json(resp))
 
-    @generic_api_retry
     def get_job(self, namespace: str, name: str) -> Obj | None:
         try:
             return dict(_json(self.batch.read_namespaced_job(name, namespace, _preload_content=False)))
@@ -65,14 +182,12 @@ class BatchJobHook:
                 return None
             raise
 
-    @generic_api_retry
     def list_jobs(self, namespace: str, label_selector: str) -> list[Obj]:
         resp = self.batch.list_namespaced_job(
             namespace, label_selector=label_selector, _preload_content=False
         )
         return list(_json(resp)["items"])
 
-    @generic_api_retry
     def delete_job(
         self, namespace: str, name: str, propagation_policy: str = "Background", uid: str | None = None
     ) -> bool:
@@ -101,12 +216,10 @@ class BatchJobHook:
             time.sleep(0.2)
 
     # -- Pods ------------------------------------------------------------------------------
-    @generic_api_retry
     def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
         resp = self.core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
         return list(_json(resp)["items"])
 
-    @generic_api_retry
     def pod_log_tail(self, namespace: str, pod: str, container: str | None = None, lines: int = 50) -> str:
         """The last ``lines`` lines of a container's log ("" when the log is gone)."""
         try:

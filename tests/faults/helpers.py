@@ -1,0 +1,143 @@
+"""Shared by the fault tests: queue Job templates, result counting, finding and killing workers."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG
+
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+# One O_APPEND write per processed item: a line is whole, and an item done twice appears twice.
+RECORD = 'printf "%s\\n" "$ITEM" >> /out/results'
+
+
+def new_dag(dag_id: str) -> DAG:
+    return DAG(dag_id, schedule=None, start_date=START, catchup=False)
+
+
+def template(out: Path, restart_policy: str = "Never", **spec: Any) -> dict[str, Any]:
+    """A worker Pod writing to ``out`` (a hostPath: the node agent runs Pods on this machine)."""
+    return {
+        "spec": {
+            **spec,
+            "template": {
+                "spec": {
+                    "restartPolicy": restart_policy,
+                    "volumes": [{"name": "out", "hostPath": {"path": str(out)}}],
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "worker",
+                            "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+                        }
+                    ],
+                }
+            },
+        }
+    }
+
+
+def results(out: Path) -> Counter[str]:
+    path = out / "results"
+    return Counter(path.read_text().splitlines()) if path.exists() else Counter()
+
+
+@dataclass
+class Tally:
+    """What a run did to its items: lost (never processed), and processed more than once."""
+
+    expected: list[str]
+    seen: Counter[str]
+
+    @property
+    def lost(self) -> list[str]:
+        return [i for i in self.expected if self.seen[i] == 0]
+
+    @property
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.seen.values() if n > 1)
+
+    @property
+    def strangers(self) -> list[str]:
+        want = set(self.expected)
+        return [i for i in self.seen if i not in want]
+
+    def line(self) -> str:
+        return (
+            f"{len(self.expected)} items, {len(self.lost)} lost, {self.duplicates} processed more than once "
+            f"({sum(1 for n in self.seen.values() if n > 1)} items)"
+        )
+
+
+def worker_pids(queue: str) -> list[int]:
+    """Live worker processes (the containers' main processes) consuming ``queue``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+            state = (d / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state == "Z" or b"airflow_batchjob.worker" not in argv:
+            continue
+        if queue.encode() in argv:
+            found.append(int(d.name))
+    return found
+
+
+@dataclass
+class Killer:
+    """SIGKILLs a random worker of ``queue`` every ``every`` seconds while ``active()`` holds."""
+
+    queue: str
+    every: float
+    max_kills: int
+    active: Callable[[], bool] = lambda: True
+    kills: int = 0
+    seed: int = 10
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        rnd = random.Random(self.seed)
+        while not self._stop.wait(self.every * rnd.uniform(0.5, 1.5)) and self.kills < self.max_kills:
+            if not self.active():
+                continue
+            pids = worker_pids(self.queue)
+            if not pids:
+                continue
+            try:
+                os.kill(rnd.choice(pids), signal.SIGKILL)
+                self.kills += 1
+            except ProcessLookupError:
+                pass
+
+    def __enter__(self) -> Killer:
+        self._thread = threading.Thread(target=self._run, name="killer", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)

@@ -1,0 +1,143 @@
+"""API errors for real: a proxy in front of the real apiserver answers 429 / 5xx to chosen requests.
+
+The operators talk to the proxy through their own connection (the least-privilege
+ServiceAccount token, like the rest of the suite); assertions use admin directly. Each test counts
+the Jobs that exist afterwards: retries must never create a second one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+from airflow.sdk import DAG
+from kubernetes import client
+
+from airflow_batchjob.hooks.batchjob import API_RETRIES
+from airflow_batchjob.operators.job import BatchJobOperator
+from localcluster import cluster as lc
+from localcluster.faultproxy import FaultProxy, Rule
+
+pytestmark = pytest.mark.cluster
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+JOBS = r"^/apis/batch/v1/namespaces/[^/]+/jobs$"  # the collection: create, list, watch
+CONN = "kubernetes_faulty"
+
+
+@pytest.fixture
+def proxy(local_cluster: lc.State, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FaultProxy]:
+    p = FaultProxy(local_cluster).start()
+    token = lc.airflow_identity(local_cluster)
+    kubeconfig = lc.write_client_kubeconfig(local_cluster, tmp_path / "faulty.kubeconfig", token, p.url)
+    conn = {"conn_type": "kubernetes", "extra": {"kube_config_path": kubeconfig}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", json.dumps(conn))
+    yield p
+    p.stop()
+
+
+def one_job_dag(dag_id: str, namespace: str, deferrable: bool = True, seconds: int = 1) -> DAG:
+    with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
+        BatchJobOperator(
+            task_id="job",
+            namespace=namespace,
+            kubernetes_conn_id=CONN,
+            image="busybox:1.36",
+            cmds=["sh", "-c", f"sleep {seconds}"],
+            deferrable=deferrable,
+        )
+    return dag
+
+
+def jobs(api_client: Any, namespace: str) -> list[Any]:
+    return list(client.BatchV1Api(api_client).list_namespaced_job(namespace).items)
+
+
+def test_create_throttled_429_is_retried_after_retry_after(
+    run_dag: Any,
+    api_client: Any,
+    namespace: str,
+    proxy: FaultProxy,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rule = proxy.add(Rule("POST", JOBS, status=429, times=3, retry_after=1))
+    result = run_dag(one_job_dag("api_429_create", namespace))["job"]
+    out = capfd.readouterr().out + caplog.text
+    assert result["state"] == "success", out[-3000:]
+    assert rule.used == 3
+    assert len(proxy.requests("POST", JOBS, injected=False)) == 1  # the 4th attempt reached the apiserver
+    # Retry-After (1 s) is what it waited, not its own backoff (which would be 3-4 s by the third retry)
+    assert f"429 Too Many Requests; retry 3 of {API_RETRIES - 1} in 1.0s" in out, out[-3000:]
+    (job,) = jobs(api_client, namespace)
+    assert job.metadata.uid == result["xcom"]["job_uid"]
+
+
+def test_create_answered_503_after_the_apiserver_created_it_makes_no_duplicate(
+    run_dag: Any,
+    api_client: Any,
+    namespace: str,
+    proxy: FaultProxy,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first create really happens but its answer is a 503: the retry meets 409 and adopts."""
+    rule = proxy.add(Rule("POST", JOBS, status=503, times=1, after_forward=True))
+    result = run_dag(one_job_dag("api_503_lost_create", namespace))["job"]
+    out = capfd.readouterr().out + caplog.text
+    assert result["state"] == "success", out[-3000:]
+    assert rule.used == 1
+    statuses = [s.status for s in proxy.requests("POST", JOBS)]
+    assert statuses == [503, 409], statuses  # created (answer lost), then AlreadyExists: adopted
+    assert "adopting Job" in out
+    (job,) = jobs(api_client, namespace)
+    assert job.metadata.uid == result["xcom"]["job_uid"]
+
+
+def test_create_gives_up_with_a_clear_error(
+    run_dag: Any,
+    api_client: Any,
+    namespace: str,
+    proxy: FaultProxy,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy.add(Rule("POST", JOBS, status=503, times=1000))
+    result = run_dag(one_job_dag("api_503_forever", namespace))["job"]
+    out = capfd.readouterr().out + caplog.text
+    assert result["state"] == "failed"
+    assert len(proxy.requests("POST", JOBS)) == API_RETRIES
+    expected = (
+        f"the Kubernetes API kept failing: POST /apis/batch/v1/namespaces/{namespace}/jobs answered 503 "
+        f"Service Unavailable {API_RETRIES} times"
+    )
+    assert expected in out, out[-3000:]
+    assert jobs(api_client, namespace) == []
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
+def test_errors_during_the_wait_are_retried(
+    run_dag: Any,
+    api_client: Any,
+    namespace: str,
+    proxy: FaultProxy,
+    deferrable: bool,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The watch's list answers 500 twice, then the watch itself 429 twice and 503 once."""
+    rules = [
+        proxy.add(Rule("GET", JOBS, status=500, times=2, query=r"^(?!.*watch=)")),
+        proxy.add(Rule("GET", JOBS, status=429, times=2, query=r"(?i)watch=true", retry_after=1)),
+        proxy.add(Rule("GET", JOBS, status=503, times=1, query=r"(?i)watch=true")),
+    ]
+    result = run_dag(one_job_dag(f"api_wait_{deferrable}", namespace, deferrable, seconds=3))["job"]
+    out = capfd.readouterr().out + caplog.text
+    assert result["state"] == "success", out[-3000:]
+    assert [r.used for r in rules] == [2, 2, 1], proxy.requests("GET", JOBS)
+    assert result["xcom"]["return_value"]["outcome"]["state"] == "succeeded"
+    (job,) = jobs(api_client, namespace)
+    assert job.metadata.uid == result["xcom"]["job_uid"]
