@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -24,6 +23,7 @@ from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict, WaitFor, check
 from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory, Job, subscription
+from airflow_batchjob.triggers.base import SerializedByDefaults
 from airflow_batchjob.triggers.diagnostics import WaitDiagnostics
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ async def wait_for_job(
                 )
 
 
-class JobTrigger(BaseTrigger):
+class JobTrigger(SerializedByDefaults):
     """Fires once when a Job meets a goal (by default: its outcome is decided), fails, or vanishes.
 
     Serialises identity only (namespace, name or selector, uid, goal, deadline): never the spec.
@@ -208,32 +208,6 @@ class JobTrigger(BaseTrigger):
         self.delete_on_kill = delete_on_kill
         self.propagation_policy = propagation_policy
         self.progress_interval = progress_interval
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Only what differs from ``__init__``'s defaults; a fresh dict the caller may change."""
-
-        kwargs: dict[str, Any] = {"namespace": self.namespace}
-        optional = {
-            "job_name": self.job_name,
-            "label_selector": self.label_selector,
-            "job_uid": self.job_uid,
-            "deadline": self.deadline,
-            "pending_timeout": self.pending_timeout,
-        }
-        kwargs.update({k: v for k, v in optional.items() if v is not None})
-        if self.wait_for:  # None and {} both mean the default goal
-            kwargs["wait_for"] = copy.deepcopy(self.wait_for)
-        if self.kubernetes_conn_id != "kubernetes_default":
-            kwargs["kubernetes_conn_id"] = self.kubernetes_conn_id
-        if self.delete_on_kill:
-            kwargs["delete_on_kill"] = True
-        if self.propagation_policy != "Background":
-            kwargs["propagation_policy"] = self.propagation_policy
-        if self.progress_interval != 10.0:
-            kwargs["progress_interval"] = self.progress_interval
-        if self.diagnostics:
-            kwargs["diagnostics"] = True
-        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:

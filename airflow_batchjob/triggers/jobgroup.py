@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -23,6 +23,7 @@ from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict
 from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory, Job, subscription
+from airflow_batchjob.triggers.base import SerializedByDefaults
 from airflow_batchjob.triggers.diagnostics import WaitDiagnostics
 
 
@@ -134,7 +135,7 @@ async def wait_for_group(
                 )
 
 
-class JobGroupTrigger(BaseTrigger):
+class JobGroupTrigger(SerializedByDefaults):
     """Fires once when a group of Jobs (by label selector) meets its goal, fails it, or times out."""
 
     def __init__(
@@ -162,23 +163,6 @@ class JobGroupTrigger(BaseTrigger):
         self.deadline = deadline
         self.delete_on_kill = delete_on_kill
         self.progress_interval = progress_interval
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        kwargs: dict[str, Any] = {"namespace": self.namespace, "label_selector": self.label_selector}
-        optional = {
-            "goal": self.goal or None,
-            "max_active": self.max_active,
-            "deadline": self.deadline,
-            "kubernetes_conn_id": None
-            if self.kubernetes_conn_id == "kubernetes_default"
-            else self.kubernetes_conn_id,
-            "delete_on_kill": self.delete_on_kill or None,
-            "progress_interval": None if self.progress_interval == 10.0 else self.progress_interval,
-            "diagnostics": self.diagnostics or None,
-            "pending_timeout": self.pending_timeout,
-        }
-        kwargs.update({k: v for k, v in optional.items() if v is not None})
-        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:

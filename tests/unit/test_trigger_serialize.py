@@ -15,6 +15,7 @@ import pytest
 
 from airflow_batchjob.core.wait import WaitFor
 from airflow_batchjob.triggers.job import JobTrigger
+from airflow_batchjob.triggers.jobgroup import JobGroupTrigger
 
 PARAMETER_SETS: dict[str, dict[str, Any]] = {
     "name-only": {"namespace": "data", "job_name": "etl-1"},
@@ -185,3 +186,36 @@ def test_serialize_returns_a_copy() -> None:
     assert trigger.wait_for == WaitFor(condition="Complete", indexes=(1,), fail_on=("Failed",)).to_dict()
     assert trigger.wait_for is goal
     assert trigger.serialize() == before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"namespace": "data", "label_selector": "jobgroup=g"},
+        {
+            "namespace": "data",
+            "label_selector": "jobgroup=g,batchjob.airflow.io/dag-id=d",
+            "goal": {"expected": 3, "fail_fast": True, "succeeded_at_least": None},
+            "max_active": 2,
+            "kubernetes_conn_id": "k8s_prod",
+            "deadline": 1_800_000_000.0,
+            "delete_on_kill": True,
+            "progress_interval": 5.0,
+            "diagnostics": True,
+            "pending_timeout": 120.0,
+        },
+    ],
+    ids=["minimal", "everything"],
+)
+def test_group_trigger_round_trip(params: dict[str, Any]) -> None:
+    classpath, kwargs = JobGroupTrigger(**params).serialize()
+    assert kwargs == params  # nothing default-valued here, so everything given is kept
+    rebuilt = import_classpath(classpath)(**json.loads(json.dumps(kwargs)))
+    assert isinstance(rebuilt, JobGroupTrigger) and rebuilt.serialize() == (classpath, kwargs)
+
+
+def test_group_trigger_omits_defaults() -> None:
+    _, kwargs = JobGroupTrigger(
+        namespace="data", label_selector="a=b", goal={}, kubernetes_conn_id="kubernetes_default"
+    ).serialize()
+    assert kwargs == {"namespace": "data", "label_selector": "a=b"}
