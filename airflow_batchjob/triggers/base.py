@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import time
+from collections.abc import Callable
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger
@@ -28,3 +30,19 @@ class SerializedByDefaults(BaseTrigger):
                 continue
             kwargs[name] = copy.deepcopy(value)
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+
+
+class ProgressLog:
+    """Logs a changed line: the first and the final one at once, others at most every ``interval`` s."""
+
+    def __init__(self, progress: Callable[[str], None] | None, interval: float) -> None:
+        self.progress, self.interval = progress, interval
+        self.last_line, self.last_time = "", 0.0
+
+    def __call__(self, prefix: str, line: str, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.progress is None or line == self.last_line:
+            return
+        if final or not self.last_line or now - self.last_time >= self.interval:
+            self.progress(f"{prefix}: {line}")
+            self.last_line, self.last_time = line, now

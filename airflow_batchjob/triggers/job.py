@@ -23,7 +23,7 @@ from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict, WaitFor, check
 from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory, Job, subscription
-from airflow_batchjob.triggers.base import SerializedByDefaults
+from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults
 from airflow_batchjob.triggers.diagnostics import WaitDiagnostics
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ async def wait_for_job(
         return selector_matches(selector, meta.get("labels"))
 
     what = f"{namespace}/{job_name}" if job_name else f"Job with labels {label_selector!r} in {namespace}"
-    last_line, last_time = "", 0.0
+    say = ProgressLog(progress, progress_interval)
     seen_uid: str | None = None
     queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
     async with (
@@ -151,15 +151,11 @@ async def wait_for_job(
                 continue  # not created yet: a sensor may wait for a Job created later
             seen_uid = uid
             verdict, outcome, why = check(job, wait)
-            line = outcome.summary()
-            now = time.monotonic()
-            if (
-                progress
-                and line != last_line
-                and (verdict is not Verdict.WAITING or now - last_time >= progress_interval or not last_line)
-            ):
-                progress(f"Job {outcome.namespace}/{outcome.name}: {line}")
-                last_line, last_time = line, now
+            say(
+                f"Job {outcome.namespace}/{outcome.name}",
+                outcome.summary(),
+                final=verdict is not Verdict.WAITING,
+            )
             if verdict is not Verdict.WAITING:
                 return event(verdict.value, why, outcome.to_dict())
             stuck = await diag.observe([job])

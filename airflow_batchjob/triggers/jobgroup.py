@@ -23,7 +23,7 @@ from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict
 from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory, Job, subscription
-from airflow_batchjob.triggers.base import SerializedByDefaults
+from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults
 from airflow_batchjob.triggers.diagnostics import WaitDiagnostics
 
 
@@ -66,7 +66,7 @@ async def wait_for_group(
     def match(job: Job) -> bool:
         return selector_matches(selector, job["metadata"].get("labels"))
 
-    last_line, last_time = "", 0.0
+    say = ProgressLog(progress, progress_interval)
     resumed: set[str] = set()
     queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
     async with (
@@ -115,15 +115,11 @@ async def wait_for_group(
                     resumed.update(names)
             outcomes = [outcome_from_job(j) for j in jobs]
             verdict, why = judge_group(outcomes, goal)
-            line = progress_of(outcomes).line(goal.expected)
-            now = time.monotonic()
-            if (
-                progress
-                and line != last_line
-                and (verdict is not Verdict.WAITING or not last_line or now - last_time >= progress_interval)
-            ):
-                progress(f"Jobs {label_selector}: {line}")
-                last_line, last_time = line, now
+            say(
+                f"Jobs {label_selector}",
+                progress_of(outcomes).line(goal.expected),
+                final=verdict is not Verdict.WAITING,
+            )
             if verdict is not Verdict.WAITING:
                 return event(verdict.value, why, progress_of(outcomes).__dict__)
             stuck = await diag.observe(jobs)
