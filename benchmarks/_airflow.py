@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import secrets
 import shutil
@@ -122,11 +123,11 @@ class Airflow:
             if p.poll() is not None:
                 raise RuntimeError(f"airflow {svc} exited ({p.returncode}); see {self.home}/{svc}.log")
 
-    def run(self, dag_id: str, timeout: float) -> dict[str, Any]:
+    def run(self, dag_id: str, timeout: float, conf: dict[str, Any] | None = None) -> dict[str, Any]:
         """Trigger ``dag_id`` and wait for its run to finish; the scheduler's timestamps and task states."""
         run_id = f"bench-{secrets.token_hex(3)}"
         subprocess.run(
-            [self.airflow, "dags", "trigger", dag_id, "-r", run_id],
+            [self.airflow, "dags", "trigger", dag_id, "-r", run_id, "--conf", json.dumps(conf or {})],
             env=self.env,
             check=True,
             stdout=subprocess.DEVNULL,

@@ -45,8 +45,7 @@ def job_template(parallelism: int | None = None) -> dict[str, object]:
     return {"apiVersion": "batch/v1", "kind": "Job", "spec": spec}
 
 
-def ns(contender: str) -> str:
-    return os.environ.get(f"BENCH_NS_{contender.upper()}", "default")
+NAMESPACE = "{{ dag_run.conf['namespace'] }}"  # a fresh namespace per run, made by the benchmark
 
 
 if os.environ.get("BENCH_ENABLE", "") != "":
@@ -61,16 +60,31 @@ if os.environ.get("BENCH_ENABLE", "") != "":
         JobGroupOperator(
             task_id="fanout",
             items=items(ITEMS),
-            namespace=ns("jobgroup"),
+            namespace=NAMESPACE,
             job_template=job_template(),
             cmds=COMMAND,
+        )
+
+    with DAG(
+        "bench_fanout_jobgroup_nodiag",
+        schedule=None,
+        catchup=False,
+        doc_md="ours, without the wait diagnostics (to show their cost)",
+    ):
+        JobGroupOperator(
+            task_id="fanout",
+            items=items(ITEMS),
+            namespace=NAMESPACE,
+            job_template=job_template(),
+            cmds=COMMAND,
+            diagnostics=False,
         )
 
     with DAG("bench_fanout_indexed", schedule=None, catchup=False, doc_md="ours: one Indexed Job"):
         IndexedJobOperator(
             task_id="fanout",
             items=items(ITEMS),
-            namespace=ns("indexed"),
+            namespace=NAMESPACE,
             job_template=job_template(),
             cmds=COMMAND,
             parallelism=ITEMS,
@@ -82,7 +96,7 @@ if os.environ.get("BENCH_ENABLE", "") != "":
         ):
             KubernetesJobOperator.partial(
                 task_id="fanout",
-                namespace=ns(f"peer{n}"),
+                namespace=NAMESPACE,
                 image=IMAGE,
                 cmds=COMMAND,
                 node_selector=NODE_SELECTOR,
@@ -97,7 +111,7 @@ if os.environ.get("BENCH_ENABLE", "") != "":
         IndexedJobOperator(
             task_id="indexed",
             items=items(LARGE_ITEMS),
-            namespace=ns("large"),
+            namespace=NAMESPACE,
             job_template=job_template(),
             cmds=COMMAND,
             parallelism=min(LARGE_PARALLELISM, LARGE_ITEMS),
