@@ -20,6 +20,36 @@ from airflow_batchjob.core.errors import InvalidJobSpecError
 DEFAULT_MAX_ITEM_BYTES = 64 * 1024
 _ENV_NAME = re.compile(r"[^A-Za-z0-9_]")
 
+# An item is data: its keys must not be able to make the program load code.
+UNSAFE_VARS = frozenset(
+    {
+        "BASH_ENV",
+        "ENV",
+        "IFS",
+        "PATH",
+        "PS4",
+        "SHELLOPTS",
+        "GCONV_PATH",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "PYTHONINSPECT",
+        "PERL5LIB",
+        "PERL5OPT",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "JAVA_TOOL_OPTIONS",
+    }
+)
+UNSAFE_PREFIXES = ("LD_", "DYLD_")
+
+
+def unsafe_env_name(name: str) -> bool:
+    """True for variables that make programs load code (``LD_PRELOAD``, ``PYTHONPATH``, ...)."""
+    return name in UNSAFE_VARS or name.startswith(UNSAFE_PREFIXES)
+
 
 @dataclass(frozen=True)
 class Item:
@@ -106,12 +136,16 @@ def item_env(item: Item) -> dict[str, str]:
     """``ITEM`` plus, for an object item, one variable per scalar top-level key.
 
     Values are escaped for the API's ``$(VAR)`` expansion, so the Pod sees the item byte for byte.
+    A key naming a variable that loads code (``path``, ``ld_preload``, ...) is skipped: an item
+    is data, and must not be able to change what the program runs.
     """
     env = {"ITEM": item.text}
     if item.is_object:
         for k, v in item.value.items():
             name = env_name(str(k))
-            if name and name not in env and (v is None or isinstance(v, (str, int, float, bool))):
+            if not name or name in env or unsafe_env_name(name):
+                continue
+            if v is None or isinstance(v, (str, int, float, bool)):
                 env[name] = v if isinstance(v, str) else json.dumps(v)
     return {k: escape_env_value(v) for k, v in env.items()}
 

@@ -54,6 +54,11 @@ class Subscription:
     jobs: dict[str, Job] = field(default_factory=dict)
     synced: bool = False
     api: aclient.ApiClient | None = None  # the watch's client, for waiters that also act (resume Jobs)
+    error: str | None = None  # set (with an "ERROR" update) when the watch cannot go on: 401/403/404
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.queue.put_nowait(("ERROR", None))
 
     def _offer(self, event: str, job: Job) -> None:
         if not self.match(job):
@@ -69,6 +74,27 @@ class Subscription:
         self.jobs = {j["metadata"]["name"]: j for j in jobs if self.match(j)}
         self.synced = True
         self.queue.put_nowait(("SYNC", None))
+
+
+_FATAL = (401, 403, 404)  # unauthorised, forbidden (RBAC), no such namespace or resource
+
+
+async def _checked(resp: Any) -> Any:
+    """An unread response (``_preload_content=False``) as is, or the ``ApiException`` its status means."""
+    if resp.status < 400:
+        return resp
+    body = await resp.read()
+    resp.release()
+    e = ApiException(status=resp.status, reason=resp.reason)
+    e.body = body
+    raise e
+
+
+def _api_message(e: ApiException) -> str:
+    try:
+        return str(json.loads(e.body or b"")["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(e.body or "")
 
 
 class NamespaceWatch:
@@ -91,6 +117,8 @@ class NamespaceWatch:
     ) -> Subscription:
         sub = Subscription(match, api=self.api) if queue is None else Subscription(match, queue, api=self.api)
         self.subscribers.add(sub)
+        if self.task is not None and self.task.done():  # it gave up (e.g. forbidden): try afresh
+            self.task, self.resource_version, self._snapshot = None, None, None
         if self._snapshot is not None:
             sub._sync(list(self._snapshot.values()))
         if self.task is None or self.task.done():
@@ -115,7 +143,9 @@ class NamespaceWatch:
 
     async def _list(self) -> None:
         self.requests += 1
-        resp: Any = await self._lister()(self.namespace, _preload_content=False, **_FILTERS[self.kind])
+        resp: Any = await _checked(
+            await self._lister()(self.namespace, _preload_content=False, **_FILTERS[self.kind])
+        )
         body = json.loads(await resp.read())
         self.resource_version = body["metadata"]["resourceVersion"]
         items = body.get("items") or []
@@ -135,6 +165,7 @@ class NamespaceWatch:
             _preload_content=False,
             _request_timeout=WATCH_TIMEOUT_SECONDS + 30,
         )
+        resp = await _checked(resp)
         try:
             async for line in resp.content:
                 if not line.strip():
@@ -173,6 +204,13 @@ class NamespaceWatch:
                 if e.status == 410:
                     self.resource_version = None
                     continue
+                if e.status in _FATAL:  # retrying cannot help: tell the waiters why
+                    message = f"cannot {'list' if self.resource_version is None else 'watch'} {self.kind} "
+                    message += f"in namespace {self.namespace!r}: {e.status} {e.reason}: {_api_message(e)}"
+                    log.error("%s", message)
+                    for sub in list(self.subscribers):
+                        sub._fail(message)
+                    return
                 log.warning(
                     "watch on %s in %s: %s %s; retrying in %.1fs",
                     self.kind,

@@ -124,6 +124,12 @@ class WaitDiagnostics:
             await self._start()
             return None  # the watches' first lists wake the waiter again
         assert self.pods is not None and self.events is not None
+        failed = self.pods.error or self.events.error
+        if failed:  # e.g. no RBAC grant to watch Pods or Events: the wait goes on without them
+            if self.progress:
+                self.progress(f"diagnostics off: {failed}")
+            self.enabled = False
+            return None
         if not (self.pods.synced and self.events.synced):
             return None
         by_uid: dict[str, list[Job]] = {}

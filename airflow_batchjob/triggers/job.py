@@ -122,6 +122,8 @@ async def wait_for_job(
                     return event("timeout", f"timed out waiting for {wait.describe()} of {what}", None)
             while not queue.empty():  # act on the newest state only
                 queue.get_nowait()
+            if sub.error:
+                return event("error", f"waiting on {what}: {sub.error}", None)
             if not sub.synced:
                 continue
             jobs = list(sub.jobs.values())

@@ -105,6 +105,8 @@ async def wait_for_group(
                     )
             while not queue.empty():
                 queue.get_nowait()
+            if sub.error:
+                return event("error", f"waiting on Jobs {label_selector!r}: {sub.error}", {})
             if not sub.synced:
                 continue
             jobs = list(sub.jobs.values())

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
-from airflow_batchjob.core.items import env_name
+from airflow_batchjob.core.items import env_name, unsafe_env_name
 
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_LOG_LIMIT = 4096  # the kubelet keeps at most this many bytes of the message
@@ -28,30 +28,6 @@ ENV_VALUE_LIMIT = 128 * 1024 - 64
 SECRET_VARS = frozenset({"BATCHJOB_AMQP_URL", "BATCHJOB_REDIS_URL"})
 # Variables the worker sets itself; an object item's keys never replace them.
 RESERVED_VARS = frozenset({"ITEM", "ITEM_ID", "ITEM_INDEX", "ITEM_FILE"})
-# An item is data: its keys must not be able to make the program load code.
-UNSAFE_VARS = frozenset(
-    {
-        "BASH_ENV",
-        "ENV",
-        "IFS",
-        "PATH",
-        "PS4",
-        "SHELLOPTS",
-        "GCONV_PATH",
-        "PYTHONPATH",
-        "PYTHONHOME",
-        "PYTHONSTARTUP",
-        "PYTHONINSPECT",
-        "PERL5LIB",
-        "PERL5OPT",
-        "RUBYOPT",
-        "RUBYLIB",
-        "NODE_OPTIONS",
-        "NODE_PATH",
-        "JAVA_TOOL_OPTIONS",
-    }
-)
-UNSAFE_PREFIXES = ("LD_", "DYLD_")
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
@@ -132,7 +108,7 @@ def program_env(
     if value is not None:
         for key, v in value.items():
             name = env_name(str(key))
-            if name is None or name in env or name in fixed or name in RESERVED_VARS or _unsafe(name):
+            if name is None or name in env or name in fixed or name in RESERVED_VARS or unsafe_env_name(name):
                 continue
             if v is None or isinstance(v, (str, int, float, bool)):
                 s = v if isinstance(v, str) else json.dumps(v)
@@ -154,10 +130,6 @@ def _object(text: str) -> dict[str, Any] | None:
 
 def _env_safe(value: str) -> bool:
     return "\x00" not in value and len(value.encode("utf-8", "surrogateescape")) <= ENV_VALUE_LIMIT
-
-
-def _unsafe(name: str) -> bool:
-    return name in UNSAFE_VARS or name.startswith(UNSAFE_PREFIXES)
 
 
 def run_program(

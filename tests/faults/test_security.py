@@ -172,3 +172,15 @@ def test_no_secret_in_specs_pods_logs_or_xcom(
             for e in c.get("env") or []:
                 if e["name"].startswith("BATCHJOB_") and e["name"].endswith("_URL"):
                     assert "value" not in e and e["valueFrom"]["secretKeyRef"]["key"] == "url"
+
+
+def test_a_wait_where_watching_is_forbidden_fails_with_the_reason(forbidden_namespace: str) -> None:
+    import asyncio
+    import time
+
+    from airflow_batchjob.triggers.job import wait_for_job
+
+    event = asyncio.run(
+        wait_for_job(namespace=forbidden_namespace, job_name="any", deadline=time.time() + 15)
+    )
+    assert event["status"] == "error" and "forbidden" in event["message"], event

@@ -17,12 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_batchjob.core import naming
-from airflow_batchjob.core.items import item_env, normalize_items
+from airflow_batchjob.core.items import UNSAFE_PREFIXES, UNSAFE_VARS, item_env, normalize_items
 from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from airflow_batchjob.operators.queue import QueueJobOperator
-from airflow_batchjob.worker.run import UNSAFE_PREFIXES, UNSAFE_VARS
 
 SHELLISH = ["; rm -rf /", "$(id)", "`id`", "$HOME", "a' b\"c", "x\ny", "&&", "|", "*", "$$", "$(ITEM)"]
 YAMLISH = ["a: b", "- x", "{{ ds }}", "{% raw %}", "!!python/object:os.system", "? k\n: v", "---\nkind: Pod"]
@@ -152,11 +151,6 @@ def test_bad_input_is_refused_before_anything_is_created(kwargs: dict[str, Any],
         op.build(context("d", "t", "r"), "ns")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core.items.item_env turns object-item keys like 'ld_preload', 'path', 'bash_env' into the "
-    "Pod's LD_PRELOAD/PATH/BASH_ENV (JobGroupOperator); the worker (worker/run.py) refuses them",
-)
 @pytest.mark.parametrize("key", ["ld_preload", "path", "bash_env", "pythonpath", "node_options"])
 def test_item_keys_never_set_variables_that_load_code(key: str) -> None:
     (item,) = normalize_items([{key: "/tmp/evil", "id": 1}])
