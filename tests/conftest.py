@@ -33,7 +33,9 @@ def local_cluster() -> Iterator[lc.State]:
         else Path(os.environ["BATCHJOB_CLUSTER_DIR"])
     )
     existing = lc.State.load(d)
-    reuse = existing is not None and lc.alive(existing)
+    # A cluster this session did not start is never stopped by it, even if it looks down right now
+    # (another session may be restarting its apiserver on purpose).
+    reuse = existing is not None
     st = lc.up(d)
     # Airflow talks to Kubernetes as a ServiceAccount bound only to deploy/rbac/role.yaml, granted
     # in each test's namespace (``namespace``): every pattern test proves least privilege.
