@@ -674,6 +674,11 @@ def restart(st: State, name: str, down_seconds: float = 0.0) -> None:
             break
     time.sleep(down_seconds)
     spawn(st, name, st.commands[name], st.envs[name])
+    logs = Path(st.dir) / "logs" / f"{name}.log"
+    if name == "redis":
+        wait_for("redis", lambda: redis_ping(st), 30, logs, st.pids[name])
+    elif name == "rabbitmq":
+        wait_for("rabbitmq", lambda: port_open(st.ports["rabbitmq"]), 90, logs, st.pids[name])
     if name == "kube-apiserver":
         wait_for(
             "kube-apiserver",
