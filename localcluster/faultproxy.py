@@ -2,7 +2,8 @@
 
 Everything is forwarded to the apiserver unchanged (credentials included, watch streams passed
 through chunk by chunk), except requests matching a :class:`Rule`: those get an error answer
-(429 with ``Retry-After``, 500, 503, ...) instead, ``times`` times. With ``after_forward`` the
+(429 with ``Retry-After``, 500, 503, ...; status 0 drops the connection unanswered) instead,
+``times`` times. With ``after_forward`` the
 request first reaches the apiserver and only its answer is replaced: the write happened but the
 client never hears of it, as when a connection drops after the apiserver committed.
 
@@ -160,6 +161,9 @@ class FaultProxy:
 
             def _inject(self, rule: Rule, path: str, query: str) -> None:
                 proxy._record(Seen(self.command, path, query, rule.status, True))
+                if rule.status == 0:  # the connection drops: no answer at all
+                    self.close_connection = True
+                    return
                 status = {
                     "kind": "Status",
                     "apiVersion": "v1",

@@ -97,6 +97,20 @@ def test_create_answered_503_after_the_apiserver_created_it_makes_no_duplicate(
     assert job.metadata.uid == result["xcom"]["job_uid"]
 
 
+def test_connection_dropped_after_the_create_makes_no_duplicate(
+    run_dag: Any, api_client: Any, namespace: str, proxy: FaultProxy, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The apiserver creates the Job, then the connection drops before the answer: retried, adopted."""
+    rule = proxy.add(Rule("POST", JOBS, status=0, times=1, after_forward=True))
+    result = run_dag(one_job_dag("api_drop_create", namespace, deferrable=False))["job"]
+    out = capfd.readouterr().out
+    assert result["state"] == "success", out[-3000:]
+    assert rule.used == 1
+    assert [s.status for s in proxy.requests("POST", JOBS)] == [0, 409]
+    (job,) = jobs(api_client, namespace)
+    assert job.metadata.uid == result["xcom"]["job_uid"]
+
+
 def test_create_gives_up_with_a_clear_error(
     run_dag: Any,
     api_client: Any,
