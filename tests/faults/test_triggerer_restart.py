@@ -128,3 +128,55 @@ def test_trigger_cancelled_by_a_stopping_triggerer_leaves_the_job(
     event = asyncio.run(asyncio.wait_for(first_event(rebuild(row)), 120))
     assert event["status"] == "met" and event["job"]["state"] == "succeeded", event
     assert [j.metadata.uid for j in batch.list_namespaced_job(namespace).items] == [job.metadata.uid]
+
+
+def test_group_trigger_rebuilt_after_a_kill_resumes_the_queued_jobs(
+    local_cluster: lc.State, api_client: Any, namespace: str
+) -> None:
+    """max_active=1 over 4 Jobs: the triggerer dies after resuming some; the rebuilt one resumes the rest."""
+    from airflow_batchjob.core.group import ANNOTATION_ITEM_INDEX, ANNOTATION_QUEUED, GroupGoal
+    from airflow_batchjob.triggers.jobgroup import JobGroupTrigger
+
+    batch = client.BatchV1Api(api_client)
+    names = [f"member-{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        body = sleeper(name, 2)
+        body["metadata"]["labels"] = {"group": "restart"}
+        body["metadata"]["annotations"] = {ANNOTATION_ITEM_INDEX: str(i)}
+        if i:  # queued behind max_active=1, as JobGroupOperator creates them
+            body["spec"]["suspend"] = True
+            body["metadata"]["annotations"][ANNOTATION_QUEUED] = "true"
+        batch.create_namespaced_job(namespace, body)
+    trigger = JobGroupTrigger(
+        namespace=namespace,
+        label_selector="group=restart",
+        goal=GroupGoal(expected=4).to_dict(),
+        max_active=1,
+    )
+    row = json.dumps(trigger.serialize())
+
+    def resumed() -> int:
+        return sum(1 for j in batch.list_namespaced_job(namespace).items if not j.spec.suspend)
+
+    first = subprocess.Popen(
+        [sys.executable, "-c", FIRST_TRIGGERER, row],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    try:
+        wait_until(
+            lambda: resumed() >= 2 or first.poll() is not None, 120, "the first triggerer to resume a Job"
+        )
+        os.kill(first.pid, signal.SIGKILL)
+    finally:
+        first.wait(30)
+    assert first.returncode == -signal.SIGKILL, "the first triggerer finished before it was killed"
+    assert resumed() < 4, "nothing left for the rebuilt trigger to do"
+
+    event = asyncio.run(asyncio.wait_for(first_event(rebuild(row)), 180))
+    assert event["status"] == "met", event
+    assert event["counts"]["succeeded"] == 4, event
+    jobs = batch.list_namespaced_job(namespace).items
+    assert sorted(j.metadata.name for j in jobs) == names
+    assert all(not j.spec.suspend and j.status.succeeded == 1 for j in jobs)
