@@ -36,6 +36,10 @@ def local_cluster() -> Iterator[lc.State]:
     # A cluster this session did not start is never stopped by it, even if it looks down right now
     # (another session may be restarting its apiserver on purpose).
     reuse = existing is not None
+    # ``up`` replaces a cluster that does not answer: give a busy or restarting one a minute first.
+    deadline = time.monotonic() + 60
+    while existing is not None and not lc.alive(existing) and time.monotonic() < deadline:
+        time.sleep(1)
     st = lc.up(d)
     # Airflow talks to Kubernetes as a ServiceAccount bound only to deploy/rbac/role.yaml, granted
     # in each test's namespace (``namespace``): every pattern test proves least privilege.
