@@ -182,7 +182,7 @@ def failed_create_events(events: Iterable[Obj], job_uid: str | None) -> list[str
 
 @dataclass
 class Diagnosis:
-    """What holds one Job back right now, as log lines; ``key`` changes when the situation does."""
+    """What holds one Job back right now, as log lines; ``key`` changes when the reasons do."""
 
     job: str
     lines: list[str] = field(default_factory=list)
@@ -236,8 +236,8 @@ def diagnose(
     if len(notable) > max_pods:
         diag.lines.append(f"{len(notable) - max_pods} more Pods cannot start")
     if starting:
-        keys.append(f"starting:{len(starting)}")
-    diag.key = (name, str(par.active), str(par.wanted), *keys)
+        keys.append("starting")
+    diag.key = tuple(keys)  # what holds the Job back, not how many Pods: counts change all the time
     return diag
 
 

@@ -285,14 +285,15 @@ class IndexedJobOperator(BatchJobOperator):
                 if outcome.failed or outcome.failed_indexes
                 else {}
             )
+            completed, failed_indexes = set(outcome.completed_indexes), set(outcome.failed_indexes)
             for local, original in enumerate(covered):
                 if original >= len(rows):
                     continue
                 row = rows[original]
                 row["job"] = outcome.name
-                if local in outcome.completed_indexes:
+                if local in completed:
                     row.update(state="succeeded", exit_code=0, log_tail=None)
-                elif local in failed_pods or local in outcome.failed_indexes:
+                elif local in failed_pods or local in failed_indexes:
                     pod, container, code = failed_pods.get(local, (None, None, None))
                     tail = None
                     if pod and logs_left > 0:

@@ -1,7 +1,8 @@
 """Explain a slow or stuck wait while it happens: Pod and Event watches started only when needed.
 
 A healthy Job costs nothing extra: its status alone (``active``, ``ready`` against the wanted
-parallelism) shows there is nothing to explain. When it shows a gap for a few seconds, the waiter
+parallelism) shows there is nothing to explain. When it shows a gap and no progress for a few
+seconds (a fan-out ramping up always has a gap, but keeps progressing), the waiter
 joins the process's shared Pod and Event watches of the namespace (one each, whatever the number
 of waiters) and logs, on each change and at most every ``interval`` seconds otherwise, why fewer
 Pods run than requested and why Pods that exist do not start (see ``core/diagnose.py``).
@@ -29,6 +30,7 @@ from airflow_batchjob.hooks.watch import ClientFactory, Job, Subscription, subsc
 
 GRACE_SECONDS = 5.0  # a gap shorter than this is ordinary start-up, not worth two more watches
 MAX_LINES = 12
+LOOK_EVERY = 2.0  # seconds between two diagnoses of the same wait
 _AGE = re.compile(r" for \d+s")
 
 
@@ -59,7 +61,9 @@ class WaitDiagnostics:
         self.events: Subscription | None = None
         self._stack = contextlib.AsyncExitStack()
         self._gap_since: float | None = None
-        self._last_key: tuple[tuple[str, ...], ...] = ()
+        self._signature: tuple[int, ...] = ()
+        self._next_look = 0.0
+        self._last_key: tuple[str, ...] = ()
         self._last_log = 0.0
         self.max_active = 0
         self.requested = 0
@@ -101,12 +105,17 @@ class WaitDiagnostics:
         now = time.time() if now is None else now
         running = [j for j in jobs if j.get("metadata", {}).get("uid")]
         active = wanted = requested = 0
+        counts = [0, 0, 0]
         for job in running:
             self.uids.add(job["metadata"]["uid"])
             par = parallelism_of(job)
             active += par.active
             wanted += par.wanted
             requested += par.requested if par.wanted else 0
+            status = job.get("status") or {}
+            counts[0] += int(status.get("succeeded") or 0)
+            counts[1] += int(status.get("failed") or 0)
+            counts[2] += int(status.get("ready") or 0)
         self.max_active = max(self.max_active, active)
         self.requested = max(self.requested, requested)
         gapped = [j for j in running if needs_diagnosis(j)]
@@ -116,13 +125,24 @@ class WaitDiagnostics:
                 self.progress(f"Pods of {self._what(running)}: {active} running, nothing holds them back now")
             self._last_key = ()
             return None
-        if self._gap_since is None:
-            self._gap_since = now
         if not self.watching:
+            # A gap while Pods keep starting or finishing is a fan-out ramping up, not a problem:
+            # start the extra watches only after the grace period without any progress.
+            signature = (active, *counts)
+            if self._gap_since is None or signature != self._signature:
+                self._gap_since, self._signature = now, signature
             if now - self._gap_since < self.grace:
                 return None
             await self._start()
             return None  # the watches' first lists wake the waiter again
+        if self._gap_since is None:
+            self._gap_since = now
+        if now < self._next_look:  # a fan-out sends many event batches: look at most every few seconds
+            return None
+        self._next_look = now + LOOK_EVERY
+        return self._look(gapped, now)
+
+    def _look(self, gapped: list[Job], now: float) -> PodProblem | None:
         assert self.pods is not None and self.events is not None
         failed = self.pods.error or self.events.error
         if failed:  # e.g. no RBAC grant to watch Pods or Events: the wait goes on without them
@@ -138,13 +158,11 @@ class WaitDiagnostics:
         events = list(self.events.jobs.values())
         diagnoses = [diagnose(j, by_uid.get(j["metadata"]["uid"], []), events, now) for j in gapped]
         diagnoses = [d for d in diagnoses if d.lines]
-        key = tuple(d.key for d in diagnoses)
+        key = tuple(sorted({k for d in diagnoses for k in d.key}))
         if self.progress and diagnoses and (key != self._last_key or now - self._last_log >= self.interval):
             lines = [line for d in diagnoses for line in d.lines]
-            shown = lines[:MAX_LINES] + (
-                [f"... and {len(lines) - MAX_LINES} more"] if len(lines) > MAX_LINES else []
-            )
-            self.progress("waiting: " + "\n  ".join(shown))
+            more = [f"... and {len(lines) - MAX_LINES} more"] if len(lines) > MAX_LINES else []
+            self.progress("waiting: " + "\n  ".join(lines[:MAX_LINES] + more))
             self._last_key, self._last_log = key, now
         for d in diagnoses:
             for line in d.lines:
@@ -165,7 +183,7 @@ class WaitDiagnostics:
         wake = self.interval
         if self.pending_timeout is not None:
             wake = min(wake, max(1.0, self.pending_timeout / 4))
-        return wake
+        return max(wake, self._next_look - now)
 
     def summary(self) -> dict[str, Any]:
         return {

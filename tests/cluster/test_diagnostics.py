@@ -132,7 +132,7 @@ def test_quota_caps_parallelism_and_the_job_still_completes(
             task_id="capped",
             namespace=namespace,
             image="busybox:1.36",
-            cmds=["sh", "-c", "sleep 6"],
+            cmds=["sh", "-c", "sleep 10"],  # 10 s without progress: longer than the 5 s grace
             completions=3,
             parallelism=3,
             diagnose_interval=5,
