@@ -46,6 +46,7 @@ DAGS = {
     "jobgroup_nodiag": "bench_fanout_jobgroup_nodiag",
     "indexed": "bench_fanout_indexed",
     "large": "bench_indexed_large",
+    "large_nodiag": "bench_indexed_large_nodiag",
 }
 DONE = ("SuccessCriteriaMet", "Complete")
 POD_SECONDS = [1.0]  # set from --pod-seconds
@@ -150,7 +151,7 @@ def verify(st: c.State, namespace: str, kind: str, n: int) -> dict[str, Any]:
 
     batch = client.BatchV1Api(c.sync_api(st))
     jobs = batch.list_namespaced_job(namespace).items
-    if kind in ("indexed", "large"):
+    if kind in ("indexed", "large", "large_nodiag"):
         succeeded = sum(j.status.succeeded or 0 for j in jobs)
         return {"jobs": len(jobs), "completed_items": succeeded, "ok": succeeded >= n}
     done = sum(
@@ -186,17 +187,18 @@ def main() -> int:
     p.add_argument(
         "--only",
         default="bare,jobgroup,indexed,peer,large",
-        help="contenders to run (also: jobgroup_nodiag, JobGroupOperator with diagnostics=False)",
+        help="contenders to run (also: jobgroup_nodiag, large_nodiag: ours with diagnostics=False)",
     )
     p.add_argument("--timeout", type=float, default=1800, help="per run (s)")
     p.add_argument("--rounds", type=int, default=2, help="rounds of bare, jobgroup, indexed (default 2)")
+    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up run (smoke tests)")
     a = p.parse_args()
     st = c.load_cluster(a.dir)
     POD_SECONDS[0] = a.pod_seconds
     only = a.only.split(",")
     peer_sizes = [int(x) for x in a.peer_items.split(",") if x] if "peer" in only else []
-    if a.large_items <= 0 and "large" in only:
-        only.remove("large")
+    if a.large_items <= 0:
+        only = [k for k in only if not k.startswith("large")]
     c.header(f"Fan-out of {a.items} items until every Job completes (Pods on kwok Nodes)")
     t0 = time.monotonic()
     kwok.up(a.dir.resolve(), a.kwok_nodes, a.pod_seconds)
@@ -234,7 +236,8 @@ def main() -> int:
     try:
         ours = [k for k in ("jobgroup", "jobgroup_nodiag", "indexed") if k in only]
         dag_ids = [DAGS[k] for k in ours] + [f"bench_fanout_peer{n}" for n in peer_sizes]
-        dag_ids += [DAGS["large"]] if "large" in only else []
+        larges = [k for k in ("large", "large_nodiag") if k in only]
+        dag_ids += [DAGS[k] for k in larges]
         if dag_ids:
             extra = {
                 "BENCH_ITEMS": str(a.items),
@@ -247,8 +250,9 @@ def main() -> int:
             settings = airflow.settings()
             secs = airflow.start([*dag_ids, "bench_warmup"])
             print(f"  airflow up in {secs:.0f}s ({airflow.home})", file=sys.stderr)
-            warm = airflow.run("bench_warmup", a.timeout)
-            print(f"  warm-up run: {warm['seconds']:.1f}s ({warm['state']})", file=sys.stderr)
+            if not a.no_warmup:
+                warm = airflow.run("bench_warmup", a.timeout)
+                print(f"  warm-up run: {warm['seconds']:.1f}s ({warm['state']})", file=sys.stderr)
         # The bare script runs while the (idle) Airflow services run too, interleaved with ours
         # round by round, so both see the same background load.
         for rnd in range(1, a.rounds + 1):
@@ -264,8 +268,8 @@ def main() -> int:
                 airflow_run(f"{kind}#{rnd}", kind, a.items)
         for n in peer_sizes:
             airflow_run(f"peer{n}", f"peer{n}", n)
-        if "large" in only:
-            airflow_run("large", "large", a.large_items)
+        for kind in larges:
+            airflow_run(kind, kind, a.large_items)
     finally:
         if airflow is not None:
             airflow.stop()
@@ -305,15 +309,17 @@ def main() -> int:
             f"peer at {a.items} items: {peer_at_n:.0f}s EXTRAPOLATED from "
             + ", ".join(f"{x} items in {y:.1f}s" for x, y in peer_points)
         )
-    large = results.get("large")
-    if large:
+    for large_kind in ("large", "large_nodiag"):
+        large = results.get(large_kind)
+        if not large:
+            continue
         x = large["xcom_return"][0] if large["xcom_return"] else {}
         start = large["first_task_start"]
         secs = c_ts(x.get("timestamp")) - c_ts(start) if x else float("nan")
         large["task_start_to_xcom_seconds"] = secs
         large["xcom_bytes"] = x.get("bytes")
         print(
-            f"large Indexed Job: {a.large_items} items, "
+            f"{large_kind} Indexed Job: {a.large_items} items, "
             f"parallelism {min(a.large_parallelism, a.large_items)}: "
             f"task start to result XCom {secs:.1f}s, XCom {x.get('bytes')} bytes, run {large['seconds']:.1f}s"
         )

@@ -17,3 +17,14 @@ if ENABLED:
             cmds=COMMAND,
             parallelism=min(LARGE_PARALLELISM, LARGE_ITEMS),
         )
+
+    with DAG("bench_indexed_large_nodiag", schedule=None, catchup=False, doc_md=__doc__):
+        IndexedJobOperator(
+            task_id="indexed",
+            items=items(LARGE_ITEMS),
+            namespace=NAMESPACE,
+            job_template=job_template(),
+            cmds=COMMAND,
+            parallelism=min(LARGE_PARALLELISM, LARGE_ITEMS),
+            diagnostics=False,  # context: what the wait diagnostics cost
+        )

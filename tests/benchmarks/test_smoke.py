@@ -90,7 +90,7 @@ def test_fanout_smoke(local_cluster: lc.State, tmp_path: Path) -> None:
         local_cluster,
         tmp_path,
         "--items", "3", "--peer-items", "2", "--large-items", "4", "--parallelism", "4",
-        "--pod-seconds", "0.2", "--rounds", "1",
+        "--pod-seconds", "0.2", "--rounds", "1", "--no-warmup",
         timeout=240,
     )  # fmt: skip
     res = r["results"]
