@@ -27,6 +27,9 @@ class JobSensor(BaseJobWatchSensor):
     that fail the sensor at once (default: FailureTarget and Failed, unless waited for). A Job not
     created yet is waited for. Deferrable (one shared watch in the triggerer) by default; with
     ``deferrable=False`` it pokes every ``poke_interval``. Returns the Job's outcome (XCom).
+
+    :param diagnostics: when deferred, explain in the log why the Job's Pods do not all run
+        (as the operators do: scheduling, image pulls, quota, back-off).
     """
 
     template_fields: Sequence[str] = ("job_name", "label_selector", "namespace")
@@ -44,6 +47,7 @@ class JobSensor(BaseJobWatchSensor):
         indexes: Sequence[int] | None = None,
         fail_on: Sequence[str] | None = None,
         deferrable: bool = True,
+        diagnostics: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -72,6 +76,7 @@ class JobSensor(BaseJobWatchSensor):
             )
         self.job_name = job_name
         self.label_selector = label_selector
+        self.diagnostics = diagnostics
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         hook = BatchJobHook(self.kubernetes_conn_id)
@@ -103,4 +108,5 @@ class JobSensor(BaseJobWatchSensor):
             wait_for=self.wait_for.to_dict(),
             kubernetes_conn_id=self.kubernetes_conn_id,
             deadline=deadline,
+            diagnostics=self.diagnostics,
         )

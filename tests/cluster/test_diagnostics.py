@@ -20,6 +20,7 @@ from kubernetes import client
 
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
+from airflow_batchjob.sensors.job import JobSensor
 from airflow_batchjob.triggers.job import wait_for_job
 
 pytestmark = pytest.mark.cluster
@@ -229,3 +230,29 @@ def test_wait_for_job_finds_a_job_created_after_the_shared_watch_listed(
     event = asyncio.run(scenario())
     assert event["status"] == "met", event
     assert event["job"]["state"] == "succeeded"
+
+
+def test_sensor_explains_why_the_job_it_waits_on_does_not_run(
+    run_dag: Any, api_client: Any, namespace: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A Job someone else created, with an image that cannot be pulled: the deferred sensor says why."""
+    client.BatchV1Api(api_client).create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "external", "labels": {"app": "external"}},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "unpullable.invalid/x:1", "command": ["true"]}],
+                    }
+                }
+            },
+        },
+    )
+    with new_dag("sensor_diag") as dag:
+        JobSensor(task_id="wait", namespace=namespace, job_name="external", timeout=15)
+    result = run_dag(dag)["wait"]
+    out = capfd.readouterr().out
+    assert result["state"] == "failed"  # the sensor's own timeout
+    assert "container c waiting for" in out and "ErrImagePull" in out
