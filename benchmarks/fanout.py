@@ -299,9 +299,9 @@ def main() -> int:
         failed = results[f"peer{n}"]["tasks"].get("failed", 0)
         if failed:
             print(
-                f"peer{n}: {failed} of {n} mapped tasks were marked failed by Airflow (a late executor "
-                "event for the deferral arriving after the trigger had already resumed the task); they "
-                "stopped waiting early, so the peer's time is a lower bound"
+                f"peer{n}: {failed} of {n} mapped tasks failed in Airflow (seen here: a late executor "
+                "event for the deferral arriving after the trigger had resumed the task, and DagBag import "
+                "timeouts under load; see the scheduler log); they stopped early: not a clean measure"
             )
     peer_at_n = fit(peer_points, a.items) if peer_points else float("nan")
     if peer_points and max(x for x, _ in peer_points) < a.items:
