@@ -111,6 +111,20 @@ def test_connection_dropped_after_the_create_makes_no_duplicate(
     assert job.metadata.uid == result["xcom"]["job_uid"]
 
 
+def test_connection_dropped_before_the_apiserver_saw_the_create_is_retried(
+    run_dag: Any, api_client: Any, namespace: str, proxy: FaultProxy, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Two creates die with their connection before reaching the apiserver (as while it restarts)."""
+    rule = proxy.add(Rule("POST", JOBS, status=0, times=2))
+    result = run_dag(one_job_dag("api_drop_before", namespace, deferrable=False))["job"]
+    out = capfd.readouterr().out
+    assert result["state"] == "success", out[-3000:]
+    assert rule.used == 2
+    assert [s.status for s in proxy.requests("POST", JOBS)] == [0, 0, 201]
+    (job,) = jobs(api_client, namespace)
+    assert job.metadata.uid == result["xcom"]["job_uid"]
+
+
 def test_create_gives_up_with_a_clear_error(
     run_dag: Any,
     api_client: Any,
