@@ -179,4 +179,10 @@ def test_group_trigger_rebuilt_after_a_kill_resumes_the_queued_jobs(
     assert event["counts"]["succeeded"] == 4, event
     jobs = batch.list_namespaced_job(namespace).items
     assert sorted(j.metadata.name for j in jobs) == names
-    assert all(not j.spec.suspend and j.status.succeeded == 1 for j in jobs)
+    assert not any(j.spec.suspend for j in jobs)
+    # The event may come at SuccessCriteriaMet, a moment before status.succeeded counts the Pod.
+    wait_until(
+        lambda: all(j.status.succeeded == 1 for j in batch.list_namespaced_job(namespace).items),
+        60,
+        "every Job's status to count its succeeded Pod",
+    )
