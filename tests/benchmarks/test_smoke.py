@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ from localcluster import cluster as lc
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_kwok_nodes_after(local_cluster: lc.State) -> Iterator[None]:
+    """Stop kwok and delete its Nodes after these tests: later tests see only the node agent's Node."""
+    yield
+    from localcluster import kwok
+
+    kwok.down(Path(local_cluster.dir))
 
 
 def run(script: str, st: lc.State, tmp_path: Path, *args: str, timeout: float) -> dict[str, Any]:
