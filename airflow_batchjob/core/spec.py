@@ -226,7 +226,11 @@ def _merge_env(existing: list[JsonDict], extra: list[JsonDict]) -> list[JsonDict
 
 def _apply_container(pod_spec: JsonDict, params: ContainerParams) -> None:
     containers = pod_spec.get("containers")
-    if not isinstance(containers, list):
+    if containers is not None and not isinstance(containers, list):
+        raise InvalidJobSpecError(
+            f"spec.template.spec.containers must be a list of containers, not {type(containers).__name__}"
+        )
+    if containers is None:
         containers = []
         pod_spec["containers"] = containers
     # Prefer the container named like ours; otherwise the first one, keeping its name so that

@@ -291,6 +291,13 @@ def test_build_job_requires_a_container() -> None:
         build_job(name="j", namespace="ns")
 
 
+@pytest.mark.parametrize("containers", [{"name": "main", "image": "x"}, "main", 3])
+def test_template_containers_that_are_not_a_list_are_refused_not_replaced(containers: Any) -> None:
+    template = {"spec": {"template": {"spec": {"containers": containers}}}}
+    with pytest.raises(InvalidJobSpecError, match="containers must be a list"):
+        build_job(name="j", namespace="ns", template=template, container=ContainerParams(image="busybox"))
+
+
 def test_build_job_output_is_accepted_by_client_models() -> None:
     """The dict deserialises into V1Job: every key is a real API field name."""
     from kubernetes.client import ApiClient
