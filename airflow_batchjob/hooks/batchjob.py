@@ -137,6 +137,21 @@ def _json(resp: Any) -> Any:
     return json.loads(resp.data)
 
 
+POOL_SIZE = 32  # HTTP connections kept per apiserver: above the operators' 16 concurrent creates
+
+
+def _widen_pool(api: client.ApiClient) -> None:
+    """Keep as many connections as the operators use threads (the client's default is 5 x CPUs).
+
+    Otherwise every concurrent create round logs "Connection pool is full, discarding connection"
+    and re-handshakes TLS for the extra threads.
+    """
+    manager = getattr(getattr(api, "rest_client", None), "pool_manager", None)
+    if manager is not None and int(manager.connection_pool_kw.get("maxsize") or 1) < POOL_SIZE:
+        manager.connection_pool_kw["maxsize"] = POOL_SIZE
+        manager.clear()  # pools made before this keep their size: start them afresh
+
+
 class BatchJobHook:
     """Create, read, list and delete Jobs, Pods, Secrets and ConfigMaps as plain API dicts."""
 
@@ -152,6 +167,7 @@ class BatchJobHook:
             if not getattr(api, "_batchjob_retrying", False):  # the cncf hook may share its client
                 api.request = retrying(api.request, self.conn_id)
                 api._batchjob_retrying = True
+                _widen_pool(api)
             self._api = api
         return self._api
 
