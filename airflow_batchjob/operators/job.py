@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DeletePolicy = Literal["never", "on_success", "always"]
+MAX_SUMMARY_PODS = 2000  # above this, the diagnostics summary does not list the Pods
 _DELETE_POLICIES = ("never", "on_success", "always")
 _PROPAGATION = ("Background", "Foreground", "Orphan")
 
@@ -180,7 +181,12 @@ class BaseBatchJobOperator(BaseOperator):
         summary["pods_created"] = sum(o.succeeded + o.failed + o.active + o.terminating for o in outcomes)
         summary["pods_failed"] = sum(o.failed for o in outcomes)
         try:
-            summary.update(pod_summary(self.hook.list_pods(namespace, selector), time.time()))
+            if summary["pods_created"] <= MAX_SUMMARY_PODS:
+                summary.update(pod_summary(self.hook.list_pods(namespace, selector), time.time()))
+            else:  # listing ten thousand Pods would cost seconds for one summary
+                self.log.info(
+                    "diagnostics: %d Pods, too many to list for Pending times", summary["pods_created"]
+                )
         except ApiException as e:  # a summary is not worth failing the task for
             self.log.warning("could not list Pods for the diagnostics summary: %s %s", e.status, e.reason)
         self.log.info(
