@@ -109,6 +109,25 @@ def test_prefill_of_many_items_is_exact(queue: queues.RedisQueue, client: redis.
     assert json.loads(client.get(queue.marker) or b"{}")["count"] == 25_000
 
 
+def test_prefill_that_dies_after_staging_changes_nothing_visible(
+    queue: queues.RedisQueue, client: redis.Redis
+) -> None:
+    """All or nothing: a pre-fill killed between staging and commit leaves the old queue as it was."""
+    queue.prefill(["old-1", "old-2"])
+    conn = client.connection_pool.get_connection()
+    texts = [f"new-{i}" for i in range(5_000)]
+    staging = f"{queue.name}:staging:dead0000"
+    queue._stage(conn, staging, texts, [json.dumps(t) for t in texts], 1_000)
+    conn.disconnect()  # the process dies here: no MULTI/EXEC was ever sent
+    client.connection_pool.release(conn)
+    assert [queues.parse_envelope(x).item for x in client.lrange(queue.name, 0, -1)] == ["old-1", "old-2"]
+    assert client.llen(staging) == 5_000 and 0 < client.ttl(staging) <= queues.STAGING_TTL  # it expires
+    # The retried pre-fill replaces the queue at once; the dead staging list is not the queue.
+    assert queue.prefill(texts) == 5_000
+    assert client.lrange(queue.name, 0, -1) == queues.encode_envelopes(texts)
+    assert client.ttl(queue.name) == -1  # the renamed staging list lost its expiry
+
+
 def test_lease_fail_dead_letter_and_reclaim(queue: queues.RedisQueue, client: redis.Redis) -> None:
     queue.prefill(["a", "b"])
     a = queue.lease("w1", 30)
