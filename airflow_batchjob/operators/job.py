@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DeletePolicy = Literal["never", "on_success", "always"]
-MAX_SUMMARY_PODS = 2000  # above this, the diagnostics summary does not list the Pods
+MAX_SUMMARY_PODS = 2000
+ON_KILL_SECONDS = 30  # above this, the diagnostics summary does not list the Pods
 _DELETE_POLICIES = ("never", "on_success", "always")
 _PROPAGATION = ("Background", "Foreground", "Orphan")
 
@@ -105,6 +107,7 @@ class BaseBatchJobOperator(BaseOperator):
         self.log_tail_lines = log_tail_lines
         self.max_failed_pod_logs = max_failed_pod_logs
         self._job_ref: tuple[str, str, str] | None = None  # namespace, name, uid of the Job being waited on
+        self._kill_hook: BatchJobHook | None = None
 
     @property
     def hook(self) -> BatchJobHook:
@@ -134,6 +137,10 @@ class BaseBatchJobOperator(BaseOperator):
                 ),
                 method_name="execute_complete",
             )
+        # on_kill runs in a signal handler, on this thread, while the wait's event loop is running:
+        # give it a client made now, so it never has to look up the connection from there.
+        self._kill_hook = self.hook
+        self._kill_hook.api  # noqa: B018 (builds the client)
         event = asyncio.run(
             wait_for_job(
                 namespace=namespace,
@@ -288,12 +295,33 @@ class BaseBatchJobOperator(BaseOperator):
                 self.log.info("deleted Job %s/%s (delete_on_finish=%s)", ns, name, self.delete_on_finish)
 
     def on_kill(self) -> None:
-        """The task was killed while waiting in the worker: delete the Job and its Pods."""
+        """The task was killed while waiting in the worker: delete the Job and its Pods.
+
+        Airflow calls this from its SIGTERM handler, on the thread that runs the wait. The delete
+        runs on its own thread and is waited for at most ``ON_KILL_SECONDS``, so a stuck call can
+        never keep the killed task alive.
+        """
         if self._job_ref is None:
             return
         ns, name, uid = self._job_ref
-        if self.hook.delete_job(ns, name, self.propagation_policy, uid=uid):
+        hook = self._kill_hook or self.hook
+        done: list[bool] = []
+
+        def delete() -> None:
+            try:
+                done.append(hook.delete_job(ns, name, self.propagation_policy, uid=uid))
+            except Exception as e:
+                self.log.warning("could not delete Job %s/%s on kill: %s", ns, name, e)
+
+        worker = threading.Thread(target=delete, name="batchjob-on-kill", daemon=True)
+        worker.start()
+        worker.join(ON_KILL_SECONDS)
+        if done and done[0]:
             self.log.info("deleted Job %s/%s because the task was killed", ns, name)
+        elif worker.is_alive():
+            self.log.warning(
+                "deleting Job %s/%s on kill takes over %ss; giving up", ns, name, ON_KILL_SECONDS
+            )
 
 
 class BatchJobOperator(BaseBatchJobOperator):

@@ -268,7 +268,12 @@ def test_fifty_triggers_share_one_watch(local_cluster: Any, api_client: Any, nam
 
 def test_on_kill_deletes_the_job_and_pods(airflow_db: Path, api_client: Any, namespace: str) -> None:
     """SIGTERM to a task waiting in the worker: Airflow calls on_kill, which deletes Job and Pods."""
-    env = {**os.environ, "BATCHJOB_TEST_NAMESPACE": namespace, "BATCHJOB_TEST_SLEEP": "300"}
+    env = {
+        **os.environ,
+        "BATCHJOB_TEST_NAMESPACE": namespace,
+        "BATCHJOB_TEST_SLEEP": "300",
+        "PYTHONFAULTHANDLER": "1",
+    }
     run_id = f"kill-{namespace}"
     assert _airflow("dags", "trigger", "batchjob_adopt", "-r", run_id, env=env).wait(120) == 0
     proc = _airflow("tasks", "test", "batchjob_adopt", "sleepy", run_id, env=env)
@@ -277,7 +282,12 @@ def test_on_kill_deletes_the_job_and_pods(airflow_db: Path, api_client: Any, nam
         assert time.monotonic() < deadline and proc.poll() is None, "the task never started its Pod"
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGTERM)
-    out, _ = proc.communicate(timeout=180)  # generous: under a loaded CI machine Airflow exits slowly
+    try:
+        out, _ = proc.communicate(timeout=180)  # generous: under a loaded CI machine Airflow exits slowly
+    except subprocess.TimeoutExpired:  # show where it hangs: faulthandler dumps every thread on SIGABRT
+        os.kill(proc.pid, signal.SIGABRT)
+        out, _ = proc.communicate(timeout=60)
+        pytest.fail(f"the killed task did not exit within 180 s; its output and stacks:\n{out[-12000:]}")
     assert "because the task was killed" in out, out[-3000:]
     deadline = time.monotonic() + 60
     while jobs_in(api_client, namespace) or pods_in(api_client, namespace):
