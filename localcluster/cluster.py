@@ -726,10 +726,31 @@ def _exists(pid: int) -> bool:
 
 
 def sweep_containers(d: Path) -> None:
-    """Kill container process groups the node agent left running (it records each in ``node/pids``)."""
+    """Kill container process groups the node agent left running (it records each in ``node/pids``),
+    then any process still working in the data dir (a component restarted by a session whose
+    state file was later overwritten would otherwise outlive ``down``)."""
     for f in (d / "node" / "pids").glob("*"):
         with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
             os.killpg(int(f.name), signal.SIGKILL)
+    root = str(d.resolve())
+    spare = _ancestors()  # never this process or the shell that runs it, even from inside the dir
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            cwd = os.readlink(proc / "cwd").removesuffix(" (deleted)")
+            if (cwd == root or cwd.startswith(root + "/")) and int(proc.name) not in spare:
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent pid
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
 
 
 def main(argv: list[str] | None = None) -> None:
