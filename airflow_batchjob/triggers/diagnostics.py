@@ -185,6 +185,29 @@ class WaitDiagnostics:
             wake = min(wake, max(1.0, self.pending_timeout / 4))
         return max(wake, self._next_look - now)
 
+    async def next_update(self, deadline: float | None) -> bool:
+        """Wait for a watch update or a timer of ours; drain the queue (the newest state is what counts).
+
+        Returns False once ``deadline`` has passed. Both the Job and the group waits loop on this.
+        """
+        timeouts = [
+            t for t in (self.next_wake(), deadline and max(0.0, deadline - time.time())) if t is not None
+        ]
+        try:
+            await asyncio.wait_for(self.queue.get(), min(timeouts) if timeouts else None)
+        except TimeoutError:
+            if deadline is not None and time.time() >= deadline:
+                return False
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        return True
+
+    def stamp(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event, with this wait's summary when diagnostics are on."""
+        if self.enabled:
+            event["diagnostics"] = self.summary()
+        return event
+
     def summary(self) -> dict[str, Any]:
         return {
             "requested_parallelism": self.requested,

@@ -106,22 +106,11 @@ async def wait_for_job(
     ):
 
         def event(status: str, message: str, job: dict[str, Any] | None) -> dict[str, Any]:
-            out: dict[str, Any] = {"status": status, "message": message, "job": job}
-            if diag.enabled:
-                out["diagnostics"] = diag.summary()
-            return out
+            return diag.stamp({"status": status, "message": message, "job": job})
 
         while True:
-            timeouts = [
-                t for t in (diag.next_wake(), deadline and max(0.0, deadline - time.time())) if t is not None
-            ]
-            try:
-                await asyncio.wait_for(queue.get(), min(timeouts) if timeouts else None)
-            except TimeoutError:
-                if deadline is not None and time.time() >= deadline:
-                    return event("timeout", f"timed out waiting for {wait.describe()} of {what}", None)
-            while not queue.empty():  # act on the newest state only
-                queue.get_nowait()
+            if not await diag.next_update(deadline):
+                return event("timeout", f"timed out waiting for {wait.describe()} of {what}", None)
             if sub.error:
                 return event("error", f"waiting on {what}: {sub.error}", None)
             if not sub.synced:

@@ -84,27 +84,16 @@ async def wait_for_group(
     ):
 
         def event(status: str, message: str, counts: dict[str, Any]) -> dict[str, Any]:
-            out: dict[str, Any] = {"status": status, "message": message, "counts": counts}
-            if diag.enabled:
-                out["diagnostics"] = diag.summary()
-            return out
+            return diag.stamp({"status": status, "message": message, "counts": counts})
 
         while True:
-            timeouts = [
-                t for t in (diag.next_wake(), deadline and max(0.0, deadline - time.time())) if t is not None
-            ]
-            try:
-                await asyncio.wait_for(queue.get(), min(timeouts) if timeouts else None)
-            except TimeoutError:
-                if deadline is not None and time.time() >= deadline:
-                    p = progress_of([outcome_from_job(j) for j in sub.jobs.values()])
-                    return event(
-                        "timeout",
-                        f"timed out waiting for Jobs {label_selector!r}: {p.line(goal.expected)}",
-                        p.__dict__,
-                    )
-            while not queue.empty():
-                queue.get_nowait()
+            if not await diag.next_update(deadline):
+                p = progress_of([outcome_from_job(j) for j in sub.jobs.values()])
+                return event(
+                    "timeout",
+                    f"timed out waiting for Jobs {label_selector!r}: {p.line(goal.expected)}",
+                    p.__dict__,
+                )
             if sub.error:
                 return event("error", f"waiting on Jobs {label_selector!r}: {sub.error}", {})
             if not sub.synced:
