@@ -21,6 +21,11 @@ START = pendulum.datetime(2024, 1, 1, tz="UTC")
 RECORD = 'printf "%s\\n" "$ITEM" >> /out/results'
 
 
+def slowed(seconds: float) -> str:
+    """A shell step sleeping ``seconds`` per item while the test's ``/out/slow`` file exists."""
+    return f"if [ -e /out/slow ]; then sleep {seconds}; fi; "
+
+
 def new_dag(dag_id: str) -> DAG:
     return DAG(dag_id, schedule=None, start_date=START, catchup=False)
 
@@ -99,12 +104,19 @@ def worker_pids(queue: str) -> list[int]:
 
 @dataclass
 class Killer:
-    """SIGKILLs a random worker of ``queue`` every ``every`` seconds while ``active()`` holds."""
+    """SIGKILLs a random worker of ``queue`` every ``every`` seconds while ``active()`` holds.
+
+    ``slow``: a file that exists while kills are still owed. The worker commands sleep while it
+    exists (see ``SLOW``), so a fast drain cannot outrun the kills: the count of kills is set by the
+    test, not by how quickly this machine processes items or how long the node's crash-loop backoff
+    keeps killed containers down.
+    """
 
     queue: str
     every: float
     max_kills: int
     active: Callable[[], bool] = lambda: True
+    slow: Path | None = None
     kills: int = 0
     seed: int = 10
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -123,8 +135,15 @@ class Killer:
                 self.kills += 1
             except ProcessLookupError:
                 pass
+        self._release()
+
+    def _release(self) -> None:
+        if self.slow is not None:
+            self.slow.unlink(missing_ok=True)
 
     def __enter__(self) -> Killer:
+        if self.slow is not None:
+            self.slow.touch()
         self._thread = threading.Thread(target=self._run, name="killer", daemon=True)
         self._thread.start()
         return self
@@ -133,6 +152,7 @@ class Killer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        self._release()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client
 
 from airflow_batchjob.operators.queue import QueueJobOperator, QueuePrefillOperator
-from tests.faults.helpers import RECORD, Killer, Tally, new_dag, results, template
+from tests.faults.helpers import RECORD, Killer, Tally, new_dag, results, slowed, template
 
 pytestmark = pytest.mark.cluster
 
@@ -52,14 +52,16 @@ def test_redis_ten_thousand_items_with_workers_killed(
             backoff_limit=200,  # OnFailure: every kill is a container restart the controller counts
             queue_name=queue,
             job_template=template(tmp_path, restart_policy="OnFailure"),
-            cmds=["sh", "-c", RECORD],
+            # 50 ms per item until the kills are done: 10,000 items then take over 2 minutes, far
+            # longer than 25 kills need even with every container in its 10 s crash-loop backoff.
+            cmds=["sh", "-c", slowed(0.05) + RECORD],
         )
         prefill >> consume
 
     def running() -> bool:  # keep killing while at least 300 items are left, so kills hit live work
         return sum(results(tmp_path).values()) < n - 300
 
-    with Killer(queue, every=0.6, max_kills=kills_wanted, active=running) as killer:
+    with Killer(queue, every=0.6, max_kills=kills_wanted, active=running, slow=tmp_path / "slow") as killer:
         result = run_dag(dag)
     tally = Tally(items, results(tmp_path))
     fault_report(
@@ -91,14 +93,14 @@ def test_rabbitmq_pod_per_item_with_workers_killed(
             backoff_limit=100,
             queue_name=queue,
             job_template=template(tmp_path, restart_policy="OnFailure"),
-            cmds=["sh", "-c", f"sleep 0.3; {RECORD}"],
+            cmds=["sh", "-c", "sleep 0.3; " + slowed(0.7) + RECORD],
         )
         prefill >> consume
 
     def running() -> bool:
         return sum(results(tmp_path).values()) < n - 20
 
-    with Killer(queue, every=0.8, max_kills=kills_wanted, active=running) as killer:
+    with Killer(queue, every=0.8, max_kills=kills_wanted, active=running, slow=tmp_path / "slow") as killer:
         result = run_dag(dag)
     tally = Tally(items, results(tmp_path))
     fault_report(
