@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from airflow_batchjob.core.diagnose import (
@@ -26,7 +26,7 @@ from airflow_batchjob.core.diagnose import (
     parallelism_of,
     pending_violation,
 )
-from airflow_batchjob.hooks.watch import ClientFactory, Job, Subscription, subscription
+from airflow_batchjob.hooks.watch import ClientFactory, Job, Matcher, Subscription, subscription
 
 GRACE_SECONDS = 5.0  # a gap shorter than this is ordinary start-up, not worth two more watches
 MAX_LINES = 12
@@ -202,6 +202,10 @@ class WaitDiagnostics:
             self.queue.get_nowait()
         return True
 
+    def stuck_message(self, stuck: PodProblem) -> str:
+        """The "stuck" event's message for a Pod past ``pending_timeout``."""
+        return f"{stuck.line(time.time())} (pending_timeout is {self.pending_timeout or 0:.0f}s)"
+
     def stamp(self, event: dict[str, Any]) -> dict[str, Any]:
         """The event, with this wait's summary when diagnostics are on."""
         if self.enabled:
@@ -222,3 +226,33 @@ class WaitDiagnostics:
             meta = jobs[0]["metadata"]
             return f"Job {meta.get('namespace')}/{meta.get('name')}"
         return f"{len(jobs)} Jobs"
+
+
+@contextlib.asynccontextmanager
+async def watched(
+    conn_id: str,
+    namespace: str,
+    match: Matcher,
+    factory: ClientFactory,
+    *,
+    progress: Callable[[str], None] | None,
+    interval: float,
+    pending_timeout: float | None,
+    enabled: bool,
+) -> AsyncIterator[tuple[Subscription, WaitDiagnostics]]:
+    """The Jobs ``match`` selects from the shared watch, and their diagnostics, on one wake-up queue."""
+    queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
+    async with (
+        subscription(conn_id, namespace, match, factory, queue=queue) as sub,
+        WaitDiagnostics(
+            conn_id=conn_id,
+            namespace=namespace,
+            factory=factory,
+            queue=queue,
+            progress=progress,
+            interval=interval,
+            pending_timeout=pending_timeout,
+            enabled=enabled,
+        ) as diag,
+    ):
+        yield sub, diag

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,9 +21,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict, WaitFor, check
 from airflow_batchjob.hooks.batchjob import async_api_client
-from airflow_batchjob.hooks.watch import ClientFactory, Job, subscription
+from airflow_batchjob.hooks.watch import ClientFactory, Job
 from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults
-from airflow_batchjob.triggers.diagnostics import WaitDiagnostics
+from airflow_batchjob.triggers.diagnostics import watched
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +89,16 @@ async def wait_for_job(
     what = f"{namespace}/{job_name}" if job_name else f"Job with labels {label_selector!r} in {namespace}"
     say = ProgressLog(progress, progress_interval)
     seen_uid: str | None = None
-    queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
-    async with (
-        subscription(kubernetes_conn_id, namespace, match, client_factory, queue=queue) as sub,
-        WaitDiagnostics(
-            conn_id=kubernetes_conn_id,
-            namespace=namespace,
-            factory=client_factory,
-            queue=queue,
-            progress=progress,
-            interval=diagnose_interval,
-            pending_timeout=pending_timeout,
-            enabled=diagnostics,
-        ) as diag,
-    ):
+    async with watched(
+        kubernetes_conn_id,
+        namespace,
+        match,
+        client_factory,
+        progress=progress,
+        interval=diagnose_interval,
+        pending_timeout=pending_timeout,
+        enabled=diagnostics,
+    ) as (sub, diag):
 
         def event(status: str, message: str, job: dict[str, Any] | None) -> dict[str, Any]:
             return diag.stamp({"status": status, "message": message, "job": job})
@@ -151,11 +146,7 @@ async def wait_for_job(
                 return event(verdict.value, why, outcome.to_dict())
             stuck = await diag.observe([job])
             if stuck is not None:
-                return event(
-                    "stuck",
-                    f"{stuck.line(time.time())} (pending_timeout is {pending_timeout:.0f}s)",
-                    outcome.to_dict(),
-                )
+                return event("stuck", diag.stuck_message(stuck), outcome.to_dict())
 
 
 class JobTrigger(SerializedByDefaults):

@@ -9,7 +9,6 @@ build its per-item table.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,9 +21,9 @@ from airflow_batchjob.core.outcome import outcome_from_job
 from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict
 from airflow_batchjob.hooks.batchjob import async_api_client
-from airflow_batchjob.hooks.watch import ClientFactory, Job, subscription
+from airflow_batchjob.hooks.watch import ClientFactory, Job
 from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults
-from airflow_batchjob.triggers.diagnostics import WaitDiagnostics
+from airflow_batchjob.triggers.diagnostics import watched
 
 
 async def _resume(api: aclient.ApiClient, namespace: str, names: list[str]) -> None:
@@ -68,20 +67,16 @@ async def wait_for_group(
 
     say = ProgressLog(progress, progress_interval)
     resumed: set[str] = set()
-    queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
-    async with (
-        subscription(kubernetes_conn_id, namespace, match, client_factory, queue=queue) as sub,
-        WaitDiagnostics(
-            conn_id=kubernetes_conn_id,
-            namespace=namespace,
-            factory=client_factory,
-            queue=queue,
-            progress=progress,
-            interval=diagnose_interval,
-            pending_timeout=pending_timeout,
-            enabled=diagnostics,
-        ) as diag,
-    ):
+    async with watched(
+        kubernetes_conn_id,
+        namespace,
+        match,
+        client_factory,
+        progress=progress,
+        interval=diagnose_interval,
+        pending_timeout=pending_timeout,
+        enabled=diagnostics,
+    ) as (sub, diag):
 
         def event(status: str, message: str, counts: dict[str, Any]) -> dict[str, Any]:
             return diag.stamp({"status": status, "message": message, "counts": counts})
@@ -115,11 +110,7 @@ async def wait_for_group(
                 return event(verdict.value, why, progress_of(outcomes).__dict__)
             stuck = await diag.observe(jobs)
             if stuck is not None:
-                return event(
-                    "stuck",
-                    f"{stuck.line(time.time())} (pending_timeout is {pending_timeout:.0f}s)",
-                    progress_of(outcomes).__dict__,
-                )
+                return event("stuck", diag.stuck_message(stuck), progress_of(outcomes).__dict__)
 
 
 class JobGroupTrigger(SerializedByDefaults):
