@@ -220,6 +220,14 @@ class BatchJobHook:
                 return False
             raise
 
+    def delete_jobs(
+        self, namespace: str, label_selector: str, propagation_policy: str = "Background"
+    ) -> None:
+        """Delete every Job the selector matches, and (by propagation) their Pods, in one call."""
+        self.batch.delete_collection_namespaced_job(
+            namespace, label_selector=label_selector, propagation_policy=propagation_policy
+        )
+
     def wait_deleted(self, namespace: str, name: str, uid: str, timeout: float = 60) -> None:
         """Block until the Job with this uid is gone, so a Job of the same name can be created."""
         deadline = time.monotonic() + timeout

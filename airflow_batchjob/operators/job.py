@@ -106,7 +106,9 @@ class BaseBatchJobOperator(BaseOperator):
         self.progress_interval = progress_interval
         self.log_tail_lines = log_tail_lines
         self.max_failed_pod_logs = max_failed_pod_logs
-        self._job_ref: tuple[str, str, str] | None = None  # namespace, name, uid of the Job being waited on
+        # What on_kill deletes: the Job waited on (namespace, name, uid), or a group (namespace, selector).
+        self._job_ref: tuple[str, str, str] | None = None
+        self._group_ref: tuple[str, str] | None = None
         self._kill_hook: BatchJobHook | None = None
 
     @property
@@ -133,30 +135,35 @@ class BaseBatchJobOperator(BaseOperator):
                     propagation_policy=self.propagation_policy,
                     progress_interval=self.progress_interval,
                     diagnostics=self.diagnostics,
+                    diagnose_interval=self.diagnose_interval,
                     pending_timeout=self.pending_timeout,
                 ),
                 method_name="execute_complete",
             )
-        # on_kill runs in a signal handler, on this thread, while the wait's event loop is running:
-        # give it a client made now, so it never has to look up the connection from there.
-        self._kill_hook = self.hook
-        self._kill_hook.api  # noqa: B018 (builds the client)
+        self.prepare_kill()
         event = asyncio.run(
-            wait_for_job(
-                namespace=namespace,
-                job_name=name,
-                job_uid=uid,
-                kubernetes_conn_id=self.kubernetes_conn_id,
-                deadline=deadline,
-                progress=self.log.info,
-                progress_interval=self.progress_interval,
-                diagnostics=self.diagnostics,
-                diagnose_interval=self.diagnose_interval,
-                pending_timeout=self.pending_timeout,
-            )
+            wait_for_job(namespace=namespace, job_name=name, job_uid=uid, **self.wait_options(deadline))
         )
         event.update(namespace=namespace, job_name=name, job_uid=uid)
         return self.execute_complete(context, event)
+
+    def wait_options(self, deadline: float | None) -> dict[str, Any]:
+        """How a wait in the worker runs: the same settings the triggers get, logging to the task log."""
+        return {
+            "kubernetes_conn_id": self.kubernetes_conn_id,
+            "deadline": deadline,
+            "progress": self.log.info,
+            "progress_interval": self.progress_interval,
+            "diagnostics": self.diagnostics,
+            "diagnose_interval": self.diagnose_interval,
+            "pending_timeout": self.pending_timeout,
+        }
+
+    def prepare_kill(self) -> None:
+        """Build on_kill's client now: on_kill runs in a signal handler, on this thread, while the
+        wait's event loop is running, so it must never have to look up the connection from there."""
+        self._kill_hook = self.hook
+        self._kill_hook.api  # noqa: B018 (builds the client)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         raise NotImplementedError
@@ -295,33 +302,43 @@ class BaseBatchJobOperator(BaseOperator):
                 self.log.info("deleted Job %s/%s (delete_on_finish=%s)", ns, name, self.delete_on_finish)
 
     def on_kill(self) -> None:
-        """The task was killed while waiting in the worker: delete the Job and its Pods.
+        """The task was killed while waiting in the worker: delete its Job(s) and their Pods.
 
         Airflow calls this from its SIGTERM handler, on the thread that runs the wait. The delete
         runs on its own thread and is waited for at most ``ON_KILL_SECONDS``, so a stuck call can
         never keep the killed task alive.
         """
-        if self._job_ref is None:
-            return
-        ns, name, uid = self._job_ref
         hook = self._kill_hook or self.hook
+        if self._group_ref is not None:
+            ns, selector = self._group_ref
+            what = f"Jobs {selector!r} in {ns}"
+
+            def delete() -> bool:
+                hook.delete_jobs(ns, selector, self.propagation_policy)
+                return True
+        elif self._job_ref is not None:
+            ns, name, uid = self._job_ref
+            what = f"Job {ns}/{name}"
+
+            def delete() -> bool:
+                return hook.delete_job(ns, name, self.propagation_policy, uid=uid)
+        else:
+            return
         done: list[bool] = []
 
-        def delete() -> None:
+        def run() -> None:
             try:
-                done.append(hook.delete_job(ns, name, self.propagation_policy, uid=uid))
+                done.append(delete())
             except Exception as e:
-                self.log.warning("could not delete Job %s/%s on kill: %s", ns, name, e)
+                self.log.warning("could not delete %s on kill: %s", what, e)
 
-        worker = threading.Thread(target=delete, name="batchjob-on-kill", daemon=True)
+        worker = threading.Thread(target=run, name="batchjob-on-kill", daemon=True)
         worker.start()
         worker.join(ON_KILL_SECONDS)
         if done and done[0]:
-            self.log.info("deleted Job %s/%s because the task was killed", ns, name)
+            self.log.info("deleted %s because the task was killed", what)
         elif worker.is_alive():
-            self.log.warning(
-                "deleting Job %s/%s on kill takes over %ss; giving up", ns, name, ON_KILL_SECONDS
-            )
+            self.log.warning("deleting %s on kill takes over %ss; giving up", what, ON_KILL_SECONDS)
 
 
 class BatchJobOperator(BaseBatchJobOperator):

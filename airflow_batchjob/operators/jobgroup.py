@@ -134,6 +134,8 @@ class JobGroupOperator(BatchJobOperator):
                 extra_annotations={naming.ANNOTATION_ITEM_KEY: item.key, ANNOTATION_ITEM_INDEX: str(i)},
             )
             bodies.append(body)
+        self._group_ref = (namespace, selector)  # from here on, a killed task deletes what it created
+        self.prepare_kill()
         hook = self.hook
         self.reconcile(hook, namespace, selector, bodies)
         ti.xcom_push(key="group", value=group)
@@ -226,6 +228,7 @@ class JobGroupOperator(BatchJobOperator):
                     delete_on_kill=True,
                     progress_interval=self.progress_interval,
                     diagnostics=self.diagnostics,
+                    diagnose_interval=self.diagnose_interval,
                     pending_timeout=self.pending_timeout,
                 ),
                 method_name="execute_complete",
@@ -236,13 +239,7 @@ class JobGroupOperator(BatchJobOperator):
                 label_selector=selector,
                 goal=goal,
                 max_active=self.max_active_jobs,
-                kubernetes_conn_id=self.kubernetes_conn_id,
-                deadline=deadline,
-                progress=self.log.info,
-                progress_interval=self.progress_interval,
-                diagnostics=self.diagnostics,
-                diagnose_interval=self.diagnose_interval,
-                pending_timeout=self.pending_timeout,
+                **self.wait_options(deadline),
             )
         )
         event.update(namespace=namespace, label_selector=selector)

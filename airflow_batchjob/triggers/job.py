@@ -171,9 +171,11 @@ class JobTrigger(SerializedByDefaults):
         propagation_policy: str = "Background",
         progress_interval: float = 10.0,
         diagnostics: bool = False,
+        diagnose_interval: float = 30.0,
         pending_timeout: float | None = None,
     ) -> None:
         super().__init__()
+        self.diagnose_interval = diagnose_interval
         self.diagnostics = diagnostics
         self.pending_timeout = pending_timeout
         self.namespace = namespace
@@ -200,6 +202,7 @@ class JobTrigger(SerializedByDefaults):
                 progress=self.log.info,
                 progress_interval=self.progress_interval,
                 diagnostics=self.diagnostics,
+                diagnose_interval=self.diagnose_interval,
                 pending_timeout=self.pending_timeout,
             )
         except Exception as e:

@@ -128,9 +128,11 @@ class JobGroupTrigger(SerializedByDefaults):
         delete_on_kill: bool = False,
         progress_interval: float = 10.0,
         diagnostics: bool = False,
+        diagnose_interval: float = 30.0,
         pending_timeout: float | None = None,
     ) -> None:
         super().__init__()
+        self.diagnose_interval = diagnose_interval
         self.diagnostics = diagnostics
         self.pending_timeout = pending_timeout
         self.namespace = namespace
@@ -154,6 +156,7 @@ class JobGroupTrigger(SerializedByDefaults):
                 progress=self.log.info,
                 progress_interval=self.progress_interval,
                 diagnostics=self.diagnostics,
+                diagnose_interval=self.diagnose_interval,
                 pending_timeout=self.pending_timeout,
             )
         except Exception as e:

@@ -266,8 +266,11 @@ def test_fifty_triggers_share_one_watch(local_cluster: Any, api_client: Any, nam
     assert {e.payload["job"]["state"] for e in events} == {"succeeded"}
 
 
-def test_on_kill_deletes_the_job_and_pods(airflow_db: Path, api_client: Any, namespace: str) -> None:
-    """SIGTERM to a task waiting in the worker: Airflow calls on_kill, which deletes Job and Pods."""
+@pytest.mark.parametrize(("task", "pods"), [("sleepy", 1), ("sleepy_group", 3)])
+def test_on_kill_deletes_the_job_and_pods(
+    airflow_db: Path, api_client: Any, namespace: str, task: str, pods: int
+) -> None:
+    """SIGTERM to a task waiting in the worker: Airflow calls on_kill, which deletes its Job(s) and Pods."""
     env = {
         **os.environ,
         "BATCHJOB_TEST_NAMESPACE": namespace,
@@ -276,9 +279,9 @@ def test_on_kill_deletes_the_job_and_pods(airflow_db: Path, api_client: Any, nam
     }
     run_id = f"kill-{namespace}"
     assert _airflow("dags", "trigger", "batchjob_adopt", "-r", run_id, env=env).wait(120) == 0
-    proc = _airflow("tasks", "test", "batchjob_adopt", "sleepy", run_id, env=env)
+    proc = _airflow("tasks", "test", "batchjob_adopt", task, run_id, env=env)
     deadline = time.monotonic() + 120
-    while not [p for p in pods_in(api_client, namespace) if p.status.phase == "Running"]:
+    while len([p for p in pods_in(api_client, namespace) if p.status.phase == "Running"]) < pods:
         assert time.monotonic() < deadline and proc.poll() is None, "the task never started its Pod"
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGTERM)

@@ -6,13 +6,16 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_batchjob.operators.job import BatchJobOperator
+from airflow_batchjob.operators.jobgroup import JobGroupOperator
+
+SETTINGS = {
+    "namespace": os.environ.get("BATCHJOB_TEST_NAMESPACE", "default"),
+    "image": "busybox:1.36",
+    "cmds": ["sh", "-c", "echo started; sleep ${SLEEP_SECONDS:-4}; echo done"],
+    "env": {"SLEEP_SECONDS": os.environ.get("BATCHJOB_TEST_SLEEP", "4")},
+    "deferrable": os.environ.get("BATCHJOB_TEST_DEFERRABLE", "false") == "true",
+}
 
 with DAG("batchjob_adopt", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False):
-    BatchJobOperator(
-        task_id="sleepy",
-        namespace=os.environ.get("BATCHJOB_TEST_NAMESPACE", "default"),
-        image="busybox:1.36",
-        cmds=["sh", "-c", "echo started; sleep ${SLEEP_SECONDS:-4}; echo done"],
-        env={"SLEEP_SECONDS": os.environ.get("BATCHJOB_TEST_SLEEP", "4")},
-        deferrable=os.environ.get("BATCHJOB_TEST_DEFERRABLE", "false") == "true",
-    )
+    BatchJobOperator(task_id="sleepy", **SETTINGS)
+    JobGroupOperator(task_id="sleepy_group", items=["a", "b", "c"], **SETTINGS)

@@ -48,7 +48,13 @@ PARAMETER_SETS: dict[str, dict[str, Any]] = {
     "progress-interval": {"namespace": "data", "job_name": "etl-1", "progress_interval": 2.5},
     "progress-interval-int": {"namespace": "data", "job_name": "etl-1", "progress_interval": 30},
     "other-connection": {"namespace": "data", "job_name": "etl-1", "kubernetes_conn_id": "k8s_prod"},
-    "diagnostics": {"namespace": "data", "job_name": "etl-1", "diagnostics": True, "pending_timeout": 300.0},
+    "diagnostics": {
+        "namespace": "data",
+        "job_name": "etl-1",
+        "diagnostics": True,
+        "diagnose_interval": 5.0,
+        "pending_timeout": 300.0,
+    },
     "everything": {
         "namespace": "batch-prod",
         "job_name": "etl-2024-05-01",

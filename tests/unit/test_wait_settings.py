@@ -1,0 +1,51 @@
+"""A deferred wait and a wait in the worker must run with the same settings.
+
+The operators hand their wait settings to a trigger (deferrable) or to the wait coroutine
+(``deferrable=False``) through two different code paths; a setting carried by one and not the
+other (``diagnose_interval`` once was) silently behaves differently in the default mode.
+Deferring raises ``TaskDeferred`` before any API call, so this needs no cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from airflow.exceptions import TaskDeferred
+
+from airflow_batchjob.operators.job import BaseBatchJobOperator, BatchJobOperator
+from airflow_batchjob.operators.jobgroup import JobGroupOperator
+
+SETTINGS: dict[str, Any] = {
+    "kubernetes_conn_id": "k8s_other",
+    "progress_interval": 3.0,
+    "diagnostics": False,
+    "diagnose_interval": 7.0,
+    "pending_timeout": 90.0,
+}
+
+
+def _carried(op: BaseBatchJobOperator, trigger: Any) -> None:
+    options = op.wait_options(deadline=None)
+    shared = {k for k in options if k not in ("deadline", "progress")}
+    assert shared == set(SETTINGS), "a new wait setting must be added to SETTINGS (and to the triggers)"
+    for key in sorted(shared):
+        assert getattr(trigger, key) == options[key] == SETTINGS[key], key
+
+
+def test_job_wait_settings_reach_the_trigger() -> None:
+    op = BatchJobOperator(task_id="t", namespace="ns", image="busybox", cmds=["true"], **SETTINGS)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.wait({}, "ns", "job-1", "uid-1")  # type: ignore[arg-type]
+    _carried(op, deferred.value.trigger)
+    assert deferred.value.trigger.delete_on_kill is True
+
+
+def test_group_wait_settings_reach_the_trigger() -> None:
+    op = JobGroupOperator(
+        task_id="t", namespace="ns", image="busybox", cmds=["true"], items=["a", "b"], **SETTINGS
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        op.wait_group({}, "ns", "jobgroup=g", 2)  # type: ignore[arg-type]
+    _carried(op, deferred.value.trigger)
+    assert deferred.value.trigger.delete_on_kill is True
