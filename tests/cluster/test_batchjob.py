@@ -20,7 +20,6 @@ from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk import DAG
 from kubernetes import client
 
 from airflow_batchjob.core import naming
@@ -29,21 +28,9 @@ from airflow_batchjob.hooks import watch as shared_watch
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.sensors.job import JobSensor
 from airflow_batchjob.triggers.job import JobTrigger
+from tests.cluster.helpers import jobs_in, new_dag, pods_in, script_template, sleeper
 
 pytestmark = pytest.mark.cluster
-START = pendulum.datetime(2024, 1, 1, tz="UTC")
-
-
-def new_dag(dag_id: str, **kwargs: Any) -> DAG:
-    return DAG(dag_id, schedule=None, start_date=START, catchup=False, **kwargs)
-
-
-def jobs_in(api_client: Any, ns: str, selector: str = "") -> list[Any]:
-    return client.BatchV1Api(api_client).list_namespaced_job(ns, label_selector=selector).items
-
-
-def pods_in(api_client: Any, ns: str, selector: str = "") -> list[Any]:
-    return client.CoreV1Api(api_client).list_namespaced_pod(ns, label_selector=selector).items
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
@@ -147,26 +134,8 @@ def test_waits_for_pods_not_created_yet(run_dag: Any, api_client: Any, namespace
 def test_failed_job_is_replaced_on_retry(
     run_dag: Any, api_client: Any, namespace: str, tmp_path: Path
 ) -> None:
-    script = "if [ -e /state/once ]; then echo second; else touch /state/once; echo first; exit 1; fi"
-    template = {
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "volumes": [{"name": "state", "hostPath": {"path": str(tmp_path)}}],
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": "busybox:1.36",
-                            "command": ["sh", "-c", script],
-                            "volumeMounts": [{"name": "state", "mountPath": "/state"}],
-                        }
-                    ],
-                }
-            },
-        }
-    }
+    script = "if [ -e /out/once ]; then echo second; else touch /out/once; echo first; exit 1; fi"
+    template = script_template(script, tmp_path, backoffLimit=0)
     with new_dag("retry") as dag:
         BatchJobOperator(
             task_id="flaky",
@@ -233,20 +202,7 @@ def test_fifty_triggers_share_one_watch(local_cluster: Any, api_client: Any, nam
     batch = client.BatchV1Api(api_client)
     names = [f"many-{i}" for i in range(50)]
     for name in names:
-        batch.create_namespaced_job(
-            namespace,
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "template": {
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "2"]}],
-                        }
-                    }
-                },
-            },
-        )
+        batch.create_namespaced_job(namespace, sleeper(name, 2))
 
     async def main() -> tuple[list[Any], int, int]:
         triggers = [JobTrigger(namespace=namespace, job_name=n) for n in names]
@@ -300,20 +256,7 @@ def test_on_kill_deletes_the_job_and_pods(
 
 def test_trigger_on_kill_deletes_the_job(local_cluster: Any, api_client: Any, namespace: str) -> None:
     batch = client.BatchV1Api(api_client)
-    job = batch.create_namespaced_job(
-        namespace,
-        {
-            "metadata": {"name": "killme"},
-            "spec": {
-                "template": {
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "300"]}],
-                    }
-                }
-            },
-        },
-    )
+    job = batch.create_namespaced_job(namespace, sleeper("killme", 300))
     asyncio.run(
         JobTrigger(
             namespace=namespace, job_name="killme", job_uid=job.metadata.uid, delete_on_kill=True
@@ -324,20 +267,7 @@ def test_trigger_on_kill_deletes_the_job(local_cluster: Any, api_client: Any, na
         assert time.monotonic() < deadline, "Job or Pods left behind after the trigger's on_kill"
         time.sleep(0.2)
     # Without delete_on_kill (sensors, or a triggerer restart path) nothing is deleted.
-    batch.create_namespaced_job(
-        namespace,
-        {
-            "metadata": {"name": "keepme"},
-            "spec": {
-                "template": {
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "300"]}],
-                    }
-                }
-            },
-        },
-    )
+    batch.create_namespaced_job(namespace, sleeper("keepme", 300))
     asyncio.run(JobTrigger(namespace=namespace, job_name="keepme").on_kill())
     asyncio.run(JobTrigger(namespace=namespace, job_name="keepme", delete_on_kill=True).cleanup())
     assert [j.metadata.name for j in jobs_in(api_client, namespace)] == ["keepme"]

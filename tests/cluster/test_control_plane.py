@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
+from tests.cluster.helpers import peak, pod_log, pods_of_job, span_events
+
 pytestmark = pytest.mark.cluster
 
 
@@ -59,17 +61,6 @@ def wait_job(
     raise AssertionError(f"job {ns}/{name}: none of {until} within {timeout}s; saw {seen}")
 
 
-def pod_log(api_client: Any, ns: str, pod: str) -> str:
-    """The Pod's log through the apiserver (raw: kubernetes 36's client mangles non-JSON text)."""
-    resp = client.CoreV1Api(api_client).read_namespaced_pod_log(pod, ns, _preload_content=False)
-    return resp.data.decode()
-
-
-def pods_of(api_client: Any, ns: str, name: str) -> list[Any]:
-    core = client.CoreV1Api(api_client)
-    return core.list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={name}").items
-
-
 def test_completions_with_parallelism_never_exceed_it(
     api_client: Any, namespace: str, tmp_path: Path
 ) -> None:
@@ -90,19 +81,12 @@ def test_completions_with_parallelism_never_exceed_it(
     j, seen = wait_job(api_client, namespace, "three", {"Complete", "Failed"})
     assert "Complete" in seen and "Failed" not in seen
     assert j["status"]["succeeded"] == 3
-    pods = pods_of(api_client, namespace, "three")
+    pods = pods_of_job(api_client, namespace, "three")
     assert sorted(p.status.phase for p in pods) == ["Succeeded"] * 3
-    events = sorted(
-        (float(t), int(d))
-        for f in spans.iterdir()
-        for t, d in (line.split() for line in f.read_text().splitlines())
-    )
+    events = span_events(*spans.iterdir())
     assert len(events) == 6
-    running = peak = 0
-    for _, delta in events:
-        running += delta
-        peak = max(peak, running)
-    assert peak == 2, f"expected 2 Pods at once at most and at some point, saw {peak}"
+    most = peak(events)
+    assert most == 2, f"expected 2 Pods at once at most and at some point, saw {most}"
 
 
 def test_indexed_job_reports_indexes_and_pod_logs(api_client: Any, namespace: str) -> None:
@@ -112,7 +96,7 @@ def test_indexed_job_reports_indexes_and_pod_logs(api_client: Any, namespace: st
     assert "Complete" in seen
     assert j["status"]["completedIndexes"] == "0-4"
     by_index = {}
-    for p in pods_of(api_client, namespace, "idx"):
+    for p in pods_of_job(api_client, namespace, "idx"):
         index = p.metadata.annotations["batch.kubernetes.io/job-completion-index"]
         by_index[index] = pod_log(api_client, namespace, p.metadata.name).strip()
     assert by_index == {str(i): str(i) for i in range(5)}
@@ -126,7 +110,7 @@ def test_backoff_limit_exceeded(api_client: Any, namespace: str) -> None:
     assert j["status"]["failed"] == 2
     codes = {
         p.status.container_statuses[0].state.terminated.exit_code
-        for p in pods_of(api_client, namespace, "fails")
+        for p in pods_of_job(api_client, namespace, "fails")
     }
     assert codes == {3}
 
@@ -167,7 +151,7 @@ def test_secret_env_and_config_map_volume(api_client: Any, namespace: str) -> No
     client.BatchV1Api(api_client).create_namespaced_job(namespace, body)
     _, seen = wait_job(api_client, namespace, "cfg", {"Complete", "Failed"})
     assert "Complete" in seen
-    (pod,) = pods_of(api_client, namespace, "cfg")
+    (pod,) = pods_of_job(api_client, namespace, "cfg")
     assert pod_log(api_client, namespace, pod.metadata.name).split() == ["s3cr3t", "hello"]
 
 
@@ -198,6 +182,6 @@ def test_foreground_delete_ends_the_process(api_client: Any, namespace: str, tmp
             break
         assert time.monotonic() < deadline, "the Job was not deleted"
         time.sleep(0.2)
-    assert not pods_of(api_client, namespace, "sleeper")
+    assert not pods_of_job(api_client, namespace, "sleeper")
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

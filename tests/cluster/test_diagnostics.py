@@ -13,26 +13,16 @@ import re
 import time
 from typing import Any
 
-import pendulum
 import pytest
-from airflow.sdk import DAG
 from kubernetes import client
 
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from airflow_batchjob.sensors.job import JobSensor
 from airflow_batchjob.triggers.job import wait_for_job
+from tests.cluster.helpers import jobs_in, new_dag
 
 pytestmark = pytest.mark.cluster
-START = pendulum.datetime(2024, 1, 1, tz="UTC")
-
-
-def new_dag(dag_id: str) -> DAG:
-    return DAG(dag_id, schedule=None, start_date=START, catchup=False)
-
-
-def jobs_in(api_client: Any, ns: str) -> list[Any]:
-    return client.BatchV1Api(api_client).list_namespaced_job(ns).items
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])

@@ -7,30 +7,19 @@ from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk import DAG
-from kubernetes import client
 
 from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.operators.indexed import ANNOTATION_INDEXES, IndexedJobOperator
+from tests.cluster.helpers import jobs_in, new_dag, pod_log, pods_of_job, script_template
 
 pytestmark = pytest.mark.cluster
-START = pendulum.datetime(2024, 1, 1, tz="UTC")
 # Pods that must outlive the decisive condition: they stop slowly after SIGTERM.
 SLOW_STOP = "trap 'sleep 20; exit 0' TERM; sleep 300 & wait $!"
 
 
-def new_dag(dag_id: str) -> DAG:
-    return DAG(dag_id, schedule=None, start_date=START, catchup=False)
-
-
 def pods_by_index(api_client: Any, ns: str, job: str) -> dict[int, list[Any]]:
-    pods = (
-        client.CoreV1Api(api_client)
-        .list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={job}")
-        .items
-    )
     out: dict[int, list[Any]] = {}
-    for p in pods:
+    for p in pods_of_job(api_client, ns, job):
         out.setdefault(int(p.metadata.annotations["batch.kubernetes.io/job-completion-index"]), []).append(p)
     return out
 
@@ -46,10 +35,8 @@ def test_rev_example(run_dag: Any, api_client: Any, namespace: str) -> None:
     ret = result["xcom"]["return_value"]
     assert ret["completed_indexes"] == "0-4" and ret["failed_indexes"] == ""
     assert [r["state"] for r in ret["items"]] == ["succeeded"] * 5
-    core = client.CoreV1Api(api_client)
     for index, (pod,) in pods_by_index(api_client, namespace, ret["job"]).items():
-        log = core.read_namespaced_pod_log(pod.metadata.name, namespace, _preload_content=False).data.decode()
-        assert log.strip() == items[index][::-1]
+        assert pod_log(api_client, namespace, pod.metadata.name).strip() == items[index][::-1]
 
 
 def test_failed_index_named_and_retry_runs_only_it(
@@ -74,10 +61,7 @@ def test_failed_index_named_and_retry_runs_only_it(
     assert table["failed_indexes"] == "1" and table["completed_indexes"] == "0,2"
     bad = table["items"][1]
     assert bad["state"] == "failed" and bad["exit_code"] == 1 and "checking bad" in bad["log_tail"]
-    jobs = sorted(
-        client.BatchV1Api(api_client).list_namespaced_job(namespace).items,
-        key=lambda j: j.metadata.creation_timestamp,
-    )
+    jobs = sorted(jobs_in(api_client, namespace), key=lambda j: j.metadata.creation_timestamp)
     assert len(jobs) == 2
     first, retry = jobs
     assert first.status.failed_indexes == "1" and first.status.completed_indexes == "0,2"
@@ -101,7 +85,7 @@ def test_max_failed_indexes_fails_fast(run_dag: Any, api_client: Any, namespace:
         )
     result = run_dag(dag)["strict"]
     assert result["state"] == "failed"
-    (job,) = client.BatchV1Api(api_client).list_namespaced_job(namespace).items
+    (job,) = jobs_in(api_client, namespace)
     types = {c.type: c.reason for c in job.status.conditions or [] if c.status == "True"}
     assert types.get("FailureTarget") == "MaxFailedIndexesExceeded"
     assert "Failed" not in types, "the task must fail on FailureTarget, before Pods finish terminating"
@@ -129,25 +113,8 @@ def test_success_policy_met_while_others_run(run_dag: Any, api_client: Any, name
 def test_pod_failure_policy_ignore_does_not_count(
     run_dag: Any, api_client: Any, namespace: str, tmp_path: Path
 ) -> None:
-    script = "if [ ! -e /state/$ITEM_INDEX ]; then touch /state/$ITEM_INDEX; exit 42; fi; echo done"
-    template = {
-        "spec": {
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "volumes": [{"name": "state", "hostPath": {"path": str(tmp_path)}}],
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": "busybox",
-                            "command": ["sh", "-c", script],
-                            "volumeMounts": [{"name": "state", "mountPath": "/state"}],
-                        }
-                    ],
-                }
-            }
-        }
-    }
+    script = "if [ ! -e /out/$ITEM_INDEX ]; then touch /out/$ITEM_INDEX; exit 42; fi; echo done"
+    template = script_template(script, tmp_path, image="busybox")
     policy = {"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [42]}}]}
     with new_dag("ignore_42") as dag:
         IndexedJobOperator(
@@ -160,7 +127,7 @@ def test_pod_failure_policy_ignore_does_not_count(
         )
     result = run_dag(dag)["ignore"]
     assert result["state"] == "success"
-    (job,) = client.BatchV1Api(api_client).list_namespaced_job(namespace).items
+    (job,) = jobs_in(api_client, namespace)
     assert not job.status.failed  # the two exit-42 Pods were ignored, not counted against their index
     assert (
         len([p for ps in pods_by_index(api_client, namespace, job.metadata.name).values() for p in ps]) == 4

@@ -9,37 +9,24 @@ from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk import DAG
 from kubernetes import client
 
 from airflow_batchjob.core import naming
 from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from airflow_batchjob.sensors.jobgroup import JobGroupSensor
+from tests.cluster.helpers import (
+    jobs_in,
+    new_dag,
+    peak,
+    pod_log,
+    pods_in,
+    pods_of_job,
+    script_template,
+    span_events,
+)
 
 pytestmark = pytest.mark.cluster
-START = pendulum.datetime(2024, 1, 1, tz="UTC")
-
-
-def new_dag(dag_id: str) -> DAG:
-    return DAG(dag_id, schedule=None, start_date=START, catchup=False)
-
-
-def out_volume(path: Path) -> dict[str, Any]:
-    return {"volumes": [{"name": "out", "hostPath": {"path": str(path)}}]}
-
-
-def template(script: str, out: Path | None = None, **spec: Any) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", script]}
-    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
-    if out is not None:
-        container["volumeMounts"] = [{"name": "out", "mountPath": "/out"}]
-        pod.update(out_volume(out))
-    return {"spec": {"template": {"spec": pod}, **spec}}
-
-
-def pod_log(api_client: Any, ns: str, pod: str) -> str:
-    return client.CoreV1Api(api_client).read_namespaced_pod_log(pod, ns, _preload_content=False).data.decode()
 
 
 def test_three_items_three_jobs(run_dag: Any, api_client: Any, namespace: str) -> None:
@@ -60,17 +47,11 @@ def test_three_items_three_jobs(run_dag: Any, api_client: Any, namespace: str) -
         (2, "cherry", "succeeded"),
     ]
     group = result["xcom"]["group"]
-    jobs = (
-        client.BatchV1Api(api_client).list_namespaced_job(namespace, label_selector=f"jobgroup={group}").items
-    )
+    jobs = jobs_in(api_client, namespace, f"jobgroup={group}")
     assert sorted(j.metadata.name for j in jobs) == sorted(r["job"] for r in table)
     for row in table:
         assert f"-{row['item']}-" in row["job"]
-        (pod,) = (
-            client.CoreV1Api(api_client)
-            .list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={row['job']}")
-            .items
-        )
+        (pod,) = pods_of_job(api_client, namespace, row["job"])
         assert pod_log(api_client, namespace, pod.metadata.name) == f"Processing item {row['item']}\n"
 
 
@@ -82,20 +63,14 @@ def test_max_active_jobs_bounds_concurrency(run_dag: Any, namespace: str, tmp_pa
             namespace=namespace,
             items=["a", "b", "c", "d"],
             max_active_jobs=2,
-            job_template=template(script, tmp_path),
+            job_template=script_template(script, tmp_path),
         )
     result = run_dag(dag)["bounded"]
     assert result["state"] == "success"
-    events = sorted(
-        (float(t), int(d))
-        for t, d in (line.split() for line in (tmp_path / "spans").read_text().splitlines())
-    )
+    events = span_events(tmp_path / "spans")
     assert len(events) == 8
-    running = peak = 0
-    for _, delta in events:
-        running += delta
-        peak = max(peak, running)
-    assert peak == 2, f"at most (and at some point) 2 Pods at once, saw {peak}"
+    most = peak(events)
+    assert most == 2, f"at most (and at some point) 2 Pods at once, saw {most}"
 
 
 def test_failing_item_named_and_retry_runs_only_it(
@@ -110,7 +85,7 @@ def test_failing_item_named_and_retry_runs_only_it(
             task_id="group",
             namespace=namespace,
             items=["good", "bad"],
-            job_template=template(script, tmp_path, backoffLimit=0),
+            job_template=script_template(script, tmp_path, backoffLimit=0),
             retries=1,
             retry_delay=pendulum.duration(seconds=0),
         )
@@ -136,7 +111,7 @@ def test_failing_item_named_and_retry_runs_only_it(
     assert "cannot process bad" in out
     assert len(seen_uids["good"]) == 1, "the succeeded item must be adopted, not run again"
     assert len(seen_uids["bad"]) == 2, "the failed item runs again in a fresh Job"
-    pods = client.CoreV1Api(api_client).list_namespaced_pod(namespace).items
+    pods = pods_in(api_client, namespace)
     good_pods = [p for p in pods if "-good-" in p.metadata.name]
     assert len(good_pods) == 1
 
@@ -161,7 +136,7 @@ def test_hostile_items_are_data(run_dag: Any, api_client: Any, namespace: str, t
             task_id="hostile",
             namespace=namespace,
             items=HOSTILE,
-            job_template=template('printf "%s" "$ITEM" > /out/$HOSTNAME', tmp_path),
+            job_template=script_template('printf "%s" "$ITEM" > /out/$HOSTNAME', tmp_path),
         )
     result = run_dag(dag)["hostile"]
     assert result["state"] == "success"
@@ -181,9 +156,7 @@ def test_bad_items_fail_before_anything_is_created(
     with pytest.raises(InvalidJobTemplateError, match="duplicates item 0"):
         JobGroupOperator(task_id="y", items=["a", "a"], image="busybox")
     # A templated value is checked at run time, before any create (rendered natively: a real list).
-    with DAG(
-        "too_big", schedule=None, start_date=START, catchup=False, render_template_as_native_obj=True
-    ) as dag:
+    with new_dag("too_big", render_template_as_native_obj=True) as dag:
         JobGroupOperator(
             task_id="big",
             namespace=namespace,
@@ -195,7 +168,7 @@ def test_bad_items_fail_before_anything_is_created(
     result = run_dag(dag)["big"]
     assert "item 1 is 100000 bytes, over the 65536-byte limit" in capfd.readouterr().out
     assert result["state"] == "failed" and result["try_number"] == 1
-    assert not client.BatchV1Api(api_client).list_namespaced_job(namespace).items
+    assert not jobs_in(api_client, namespace)
 
 
 def test_two_hundred_items_in_one_task(run_dag: Any, namespace: str) -> None:
@@ -217,7 +190,7 @@ def test_two_hundred_items_in_one_task(run_dag: Any, namespace: str) -> None:
 def _group_of(api_client: Any, ns: str, scripts: list[str]) -> None:
     batch = client.BatchV1Api(api_client)
     for i, script in enumerate(scripts):
-        body = template(script, backoffLimit=0)
+        body = script_template(script, backoffLimit=0)
         body["metadata"] = {"name": f"nightly-{i}", "labels": {"jobgroup": "nightly"}}
         batch.create_namespaced_job(ns, body)
 
@@ -243,7 +216,7 @@ def test_group_sensor_fails_on_any_failure(run_dag: Any, api_client: Any, namesp
         JobGroupSensor(task_id="wait", namespace=namespace, label_selector="jobgroup=nightly", timeout=120)
     result = run_dag(dag)["wait"]
     assert result["state"] == "failed"
-    jobs = client.BatchV1Api(api_client).list_namespaced_job(namespace).items
+    jobs = jobs_in(api_client, namespace)
     assert any(not any(c.type == "Complete" for c in (j.status.conditions or [])) for j in jobs)
 
 

@@ -11,61 +11,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pendulum
 import pytest
-from airflow.sdk import DAG
 from kubernetes import client
 
 from airflow_batchjob.operators.queue import QueueJobOperator, QueuePrefillOperator
+from tests.cluster.helpers import new_dag, peak, queue_dag, results, span_events, worker_template
 
 pytestmark = pytest.mark.cluster
-START = pendulum.datetime(2024, 1, 1, tz="UTC")
 FRUIT = ["apple", "banana", "cherry", "date", "fig", "grape", "lemon", "melon"]
 # One write per item (O_APPEND keeps small writes whole), then a span line for concurrency.
 RECORD = (
     'printf "%s\\n" "$ITEM" >> /out/results; echo "$(date +%s.%N) 1" >> /out/spans; sleep 0.5; '
     'echo "$(date +%s.%N) -1" >> /out/spans'
 )
-
-
-def new_dag(dag_id: str) -> DAG:
-    return DAG(dag_id, schedule=None, start_date=START, catchup=False)
-
-
-def template(out: Path) -> dict[str, Any]:
-    return {
-        "spec": {
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "volumes": [{"name": "out", "hostPath": {"path": str(out)}}],
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": "worker",
-                            "volumeMounts": [{"name": "out", "mountPath": "/out"}],
-                        }
-                    ],
-                }
-            }
-        }
-    }
-
-
-def results(out: Path) -> Counter[str]:
-    path = out / "results"
-    return Counter(path.read_text().splitlines()) if path.exists() else Counter()
-
-
-def peak(out: Path) -> int:
-    events = sorted(
-        (float(t), int(d)) for t, d in (ln.split() for ln in (out / "spans").read_text().splitlines())
-    )
-    running = top = 0
-    for _, delta in events:
-        running += delta
-        top = max(top, running)
-    return top
 
 
 def secrets_of(local_cluster: Any) -> list[str]:
@@ -80,24 +38,22 @@ def test_rabbitmq_one_pod_per_item(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    with new_dag("rabbit_fruit") as dag:
-        prefill = QueuePrefillOperator(task_id="prefill", broker="rabbitmq", items=FRUIT)
-        consume = QueueJobOperator(
-            task_id="consume",
-            namespace=namespace,
-            mode="pod_per_item",
-            parallelism=2,
-            queue_name="{{ ti.xcom_pull(task_ids='prefill')['queue'] }}",
-            count="{{ ti.xcom_pull(task_ids='prefill')['count'] }}",
-            job_template=template(tmp_path),
-            cmds=["sh", "-c", RECORD],
-        )
-        prefill >> consume
+    dag = queue_dag(
+        "rabbit_fruit",
+        namespace,
+        "rabbitmq",
+        FRUIT,
+        tmp_path,
+        RECORD,
+        mode="pod_per_item",
+        parallelism=2,
+        count="{{ ti.xcom_pull(task_ids='prefill')['count'] }}",
+    )
     result = run_dag(dag)
     out = capfd.readouterr().out
     assert result["prefill"]["state"] == "success" and result["consume"]["state"] == "success"
     assert results(tmp_path) == Counter(FRUIT), "each item exactly once"
-    assert peak(tmp_path) <= 2
+    assert peak(span_events(tmp_path / "spans")) <= 2
     ret = result["consume"]["xcom"]["return_value"]
     assert ret["queue"]["pending"] == 0 and ret["queue"]["dead"] == 0
     job = client.BatchV1Api(api_client).read_namespaced_job(ret["name"], namespace, _preload_content=False)
@@ -129,7 +85,7 @@ def test_redis_variable_pod_count(
             mode="variable",
             parallelism=2,
             queue_name="nine-{{ run_id }}",
-            job_template=template(tmp_path),
+            job_template=worker_template(tmp_path),
             cmds=["sh", "-c", RECORD],
         )
         prefill >> again >> consume
@@ -137,7 +93,7 @@ def test_redis_variable_pod_count(
     out = capfd.readouterr().out
     assert result["consume"]["state"] == "success"
     assert results(tmp_path) == Counter(items)
-    assert peak(tmp_path) <= 2
+    assert peak(span_events(tmp_path / "spans")) <= 2
     stats = result["consume"]["xcom"]["return_value"]["queue"]
     assert stats["done"] == 9 and stats["pending"] == 0 and stats["processing"] == 0
     job = (
@@ -152,18 +108,10 @@ def test_redis_variable_pod_count(
 
 def test_redis_thousand_items_four_workers(run_dag: Any, namespace: str, tmp_path: Path) -> None:
     items = [f"n{i}" for i in range(1000)]
-    with new_dag("redis_thousand") as dag:
-        prefill = QueuePrefillOperator(task_id="prefill", broker="redis", items=items)
-        consume = QueueJobOperator(
-            task_id="consume",
-            namespace=namespace,
-            mode="variable",
-            parallelism=4,
-            queue_name="{{ ti.xcom_pull(task_ids='prefill')['queue'] }}",
-            job_template=template(tmp_path),
-            cmds=["sh", "-c", 'printf "%s\\n" "$ITEM" >> /out/results'],
-        )
-        prefill >> consume
+    script = 'printf "%s\\n" "$ITEM" >> /out/results'
+    dag = queue_dag(
+        "redis_thousand", namespace, "redis", items, tmp_path, script, mode="variable", parallelism=4
+    )
     result = run_dag(dag)
     assert result["consume"]["state"] == "success"
     assert results(tmp_path) == Counter(items)
@@ -173,19 +121,18 @@ def test_failing_item_is_dead_lettered_and_named(
     run_dag: Any, namespace: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     items = ["fine-1", "poison", "fine-2"]
-    with new_dag("redis_poison") as dag:
-        prefill = QueuePrefillOperator(task_id="prefill", broker="redis", items=items)
-        consume = QueueJobOperator(
-            task_id="consume",
-            namespace=namespace,
-            mode="variable",
-            parallelism=1,
-            max_attempts=2,
-            queue_name="{{ ti.xcom_pull(task_ids='prefill')['queue'] }}",
-            job_template=template(tmp_path),
-            cmds=["sh", "-c", 'test "$ITEM" != poison && printf "%s\\n" "$ITEM" >> /out/results'],
-        )
-        prefill >> consume
+    script = 'test "$ITEM" != poison && printf "%s\\n" "$ITEM" >> /out/results'
+    dag = queue_dag(
+        "redis_poison",
+        namespace,
+        "redis",
+        items,
+        tmp_path,
+        script,
+        mode="variable",
+        parallelism=1,
+        max_attempts=2,
+    )
     result = run_dag(dag)
     out = capfd.readouterr().out
     assert result["consume"]["state"] == "failed"
@@ -203,21 +150,12 @@ def test_worker_killed_mid_item_loses_nothing(
         'if [ "$ITEM" = victim ] && [ ! -e /out/killed ]; then echo $PPID > /out/victim.pid; sleep 60; fi; '
         'printf "%s\\n" "$ITEM" >> /out/results'
     )
-    mode = "variable" if broker == "redis" else "pod_per_item"
-    with new_dag(f"kill_{broker}") as dag:
-        prefill = QueuePrefillOperator(task_id="prefill", broker=broker, items=items)
-        extra: dict[str, Any] = {"lease_seconds": 3} if broker == "redis" else {"count": "4"}
-        consume = QueueJobOperator(
-            task_id="consume",
-            namespace=namespace,
-            mode=mode,
-            parallelism=2,
-            queue_name="{{ ti.xcom_pull(task_ids='prefill')['queue'] }}",
-            job_template=template(tmp_path),
-            cmds=["sh", "-c", program],
-            **extra,
-        )
-        prefill >> consume
+    mode: dict[str, Any] = (
+        {"mode": "variable", "lease_seconds": 3}
+        if broker == "redis"
+        else {"mode": "pod_per_item", "count": "4"}
+    )
+    dag = queue_dag(f"kill_{broker}", namespace, broker, items, tmp_path, program, parallelism=2, **mode)
 
     def killer() -> None:
         pid_file = tmp_path / "victim.pid"

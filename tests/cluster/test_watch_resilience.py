@@ -13,22 +13,9 @@ from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import NamespaceWatch
 from airflow_batchjob.triggers.job import wait_for_job
 from localcluster import cluster as lc
+from tests.cluster.helpers import sleeper
 
 pytestmark = pytest.mark.cluster
-
-
-def sleeper(name: str, seconds: int) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "main", "image": "busybox", "command": ["sleep", str(seconds)]}],
-                }
-            }
-        },
-    }
 
 
 def test_wait_survives_an_apiserver_restart(local_cluster: lc.State, api_client: Any, namespace: str) -> None:

@@ -1,4 +1,4 @@
-"""Shared by the fault tests: queue Job templates, result counting, finding and killing workers."""
+"""Shared by the fault tests: counting what a run lost or repeated, finding and killing workers."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pendulum
-from airflow.sdk import DAG
+from tests.cluster.helpers import queue_dag
 
-START = pendulum.datetime(2024, 1, 1, tz="UTC")
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
 # One O_APPEND write per processed item: a line is whole, and an item done twice appears twice.
 RECORD = 'printf "%s\\n" "$ITEM" >> /out/results'
 
@@ -26,35 +27,26 @@ def slowed(seconds: float) -> str:
     return f"if [ -e /out/slow ]; then sleep {seconds}; fi; "
 
 
-def new_dag(dag_id: str) -> DAG:
-    return DAG(dag_id, schedule=None, start_date=START, catchup=False)
+@dataclass(frozen=True)
+class QueueRun:
+    """A fault test's run over one broker, for tests that do the same to Redis and RabbitMQ."""
 
+    broker: str
+    dag_id: str
+    n: int
+    prefix: str  # of the item names
+    consume: dict[str, Any]  # the QueueJobOperator's mode and the mode's own settings
+    queue_end: dict[str, int]  # the queue statistics after the run (RabbitMQ keeps no "processing")
 
-def template(out: Path, restart_policy: str = "Never", **spec: Any) -> dict[str, Any]:
-    """A worker Pod writing to ``out`` (a hostPath: the node agent runs Pods on this machine)."""
-    return {
-        "spec": {
-            **spec,
-            "template": {
-                "spec": {
-                    "restartPolicy": restart_policy,
-                    "volumes": [{"name": "out", "hostPath": {"path": str(out)}}],
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": "worker",
-                            "volumeMounts": [{"name": "out", "mountPath": "/out"}],
-                        }
-                    ],
-                }
-            },
-        }
-    }
+    @property
+    def items(self) -> list[str]:
+        return [f"{self.prefix}{i}" for i in range(self.n)]
 
-
-def results(out: Path) -> Counter[str]:
-    path = out / "results"
-    return Counter(path.read_text().splitlines()) if path.exists() else Counter()
+    def dag(self, namespace: str, out: Path, script: str, **kwargs: Any) -> DAG:
+        """Pre-fill the items, then consume them with ``script`` (``kwargs``: the test's own settings)."""
+        return queue_dag(
+            self.dag_id, namespace, self.broker, self.items, out, script, **kwargs, **self.consume
+        )
 
 
 @dataclass
@@ -161,3 +153,12 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def assert_nothing_lost(result: dict[str, Any], tally: Tally, queue_end: dict[str, int]) -> None:
+    """The consume task succeeded, every item was processed, none made up, and the queue's
+    statistics end as ``queue_end`` says (the tests that share this differ only in those)."""
+    assert result["consume"]["state"] == "success"
+    assert tally.lost == [] and tally.strangers == []
+    stats = result["consume"]["xcom"]["return_value"]["queue"]
+    assert {k: stats[k] for k in queue_end} == queue_end, stats

@@ -12,18 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pendulum
 import pytest
 from airflow.sdk import DAG
-from kubernetes import client
 
 from airflow_batchjob.hooks.batchjob import API_RETRIES
 from airflow_batchjob.operators.job import BatchJobOperator
 from localcluster import cluster as lc
 from localcluster.faultproxy import FaultProxy, Rule
+from tests.cluster.helpers import jobs_in, new_dag
 
 pytestmark = pytest.mark.cluster
-START = pendulum.datetime(2024, 1, 1, tz="UTC")
 JOBS = r"^/apis/batch/v1/namespaces/[^/]+/jobs$"  # the collection: create, list, watch
 CONN = "kubernetes_faulty"
 
@@ -40,7 +38,7 @@ def proxy(local_cluster: lc.State, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 
 def one_job_dag(dag_id: str, namespace: str, deferrable: bool = True, seconds: int = 1) -> DAG:
-    with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
+    with new_dag(dag_id) as dag:
         BatchJobOperator(
             task_id="job",
             namespace=namespace,
@@ -52,8 +50,10 @@ def one_job_dag(dag_id: str, namespace: str, deferrable: bool = True, seconds: i
     return dag
 
 
-def jobs(api_client: Any, namespace: str) -> list[Any]:
-    return list(client.BatchV1Api(api_client).list_namespaced_job(namespace).items)
+def assert_one_job(api_client: Any, namespace: str, result: dict[str, Any]) -> None:
+    """Exactly one Job exists, the one the task reported: no retry created a second."""
+    (job,) = jobs_in(api_client, namespace)
+    assert job.metadata.uid == result["xcom"]["job_uid"]
 
 
 def test_create_throttled_429_is_retried_after_retry_after(
@@ -72,8 +72,7 @@ def test_create_throttled_429_is_retried_after_retry_after(
     assert len(proxy.requests("POST", JOBS, injected=False)) == 1  # the 4th attempt reached the apiserver
     # Retry-After (1 s) is what it waited, not its own backoff (which would be 3-4 s by the third retry)
     assert f"429 Too Many Requests; retry 3 of {API_RETRIES - 1} in 1.0s" in out, out[-3000:]
-    (job,) = jobs(api_client, namespace)
-    assert job.metadata.uid == result["xcom"]["job_uid"]
+    assert_one_job(api_client, namespace, result)
 
 
 def test_create_answered_503_after_the_apiserver_created_it_makes_no_duplicate(
@@ -93,36 +92,36 @@ def test_create_answered_503_after_the_apiserver_created_it_makes_no_duplicate(
     statuses = [s.status for s in proxy.requests("POST", JOBS)]
     assert statuses == [503, 409], statuses  # created (answer lost), then AlreadyExists: adopted
     assert "adopting Job" in out
-    (job,) = jobs(api_client, namespace)
-    assert job.metadata.uid == result["xcom"]["job_uid"]
+    assert_one_job(api_client, namespace, result)
 
 
-def test_connection_dropped_after_the_create_makes_no_duplicate(
-    run_dag: Any, api_client: Any, namespace: str, proxy: FaultProxy, capfd: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("dag_id", "times", "after_forward", "statuses"),
+    [
+        # The apiserver creates the Job, then the connection drops before the answer: retried, adopted.
+        pytest.param("api_drop_create", 1, True, [0, 409], id="after-the-create-makes-no-duplicate"),
+        # Two creates die with their connection before reaching the apiserver (as while it restarts).
+        pytest.param("api_drop_before", 2, False, [0, 0, 201], id="before-the-apiserver-saw-it-is-retried"),
+    ],
+)
+def test_connection_dropped_during_the_create(
+    run_dag: Any,
+    api_client: Any,
+    namespace: str,
+    proxy: FaultProxy,
+    capfd: pytest.CaptureFixture[str],
+    dag_id: str,
+    times: int,
+    after_forward: bool,
+    statuses: list[int],
 ) -> None:
-    """The apiserver creates the Job, then the connection drops before the answer: retried, adopted."""
-    rule = proxy.add(Rule("POST", JOBS, status=0, times=1, after_forward=True))
-    result = run_dag(one_job_dag("api_drop_create", namespace, deferrable=False))["job"]
+    rule = proxy.add(Rule("POST", JOBS, status=0, times=times, after_forward=after_forward))
+    result = run_dag(one_job_dag(dag_id, namespace, deferrable=False))["job"]
     out = capfd.readouterr().out
     assert result["state"] == "success", out[-3000:]
-    assert rule.used == 1
-    assert [s.status for s in proxy.requests("POST", JOBS)] == [0, 409]
-    (job,) = jobs(api_client, namespace)
-    assert job.metadata.uid == result["xcom"]["job_uid"]
-
-
-def test_connection_dropped_before_the_apiserver_saw_the_create_is_retried(
-    run_dag: Any, api_client: Any, namespace: str, proxy: FaultProxy, capfd: pytest.CaptureFixture[str]
-) -> None:
-    """Two creates die with their connection before reaching the apiserver (as while it restarts)."""
-    rule = proxy.add(Rule("POST", JOBS, status=0, times=2))
-    result = run_dag(one_job_dag("api_drop_before", namespace, deferrable=False))["job"]
-    out = capfd.readouterr().out
-    assert result["state"] == "success", out[-3000:]
-    assert rule.used == 2
-    assert [s.status for s in proxy.requests("POST", JOBS)] == [0, 0, 201]
-    (job,) = jobs(api_client, namespace)
-    assert job.metadata.uid == result["xcom"]["job_uid"]
+    assert rule.used == times
+    assert [s.status for s in proxy.requests("POST", JOBS)] == statuses
+    assert_one_job(api_client, namespace, result)
 
 
 def test_create_gives_up_with_a_clear_error(
@@ -143,7 +142,7 @@ def test_create_gives_up_with_a_clear_error(
         f"Service Unavailable {API_RETRIES} times"
     )
     assert expected in out, out[-3000:]
-    assert jobs(api_client, namespace) == []
+    assert jobs_in(api_client, namespace) == []
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
@@ -167,5 +166,4 @@ def test_errors_during_the_wait_are_retried(
     assert result["state"] == "success", out[-3000:]
     assert [r.used for r in rules] == [2, 2, 1], proxy.requests("GET", JOBS)
     assert result["xcom"]["return_value"]["outcome"]["state"] == "succeeded"
-    (job,) = jobs(api_client, namespace)
-    assert job.metadata.uid == result["xcom"]["job_uid"]
+    assert_one_job(api_client, namespace, result)

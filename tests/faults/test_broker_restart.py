@@ -8,14 +8,15 @@ items processed twice (an acknowledgement lost with the connection) are counted 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from airflow_batchjob.operators.queue import QueueJobOperator, QueuePrefillOperator
 from localcluster import cluster as lc
-from tests.faults.helpers import RECORD, Tally, new_dag, results, template, wait_until
+from tests.cluster.helpers import results
+from tests.faults.helpers import RECORD, QueueRun, Tally, assert_nothing_lost, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -33,61 +34,51 @@ def restart_when(local_cluster: lc.State, name: str, out: Path, done: int, down:
     return t
 
 
-def test_redis_restart_mid_run_loses_nothing(
-    run_dag: Any, local_cluster: lc.State, namespace: str, tmp_path: Path, fault_report: Any
-) -> None:
-    n = 600
-    items = [f"r{i}" for i in range(n)]
-    with new_dag("restart_redis") as dag:
-        prefill = QueuePrefillOperator(task_id="prefill", broker="redis", items=items)
-        consume = QueueJobOperator(
-            task_id="consume",
-            namespace=namespace,
-            mode="variable",
-            parallelism=3,
-            lease_seconds=5,
-            queue_name="{{ ti.xcom_pull(task_ids='prefill')['queue'] }}",
-            job_template=template(tmp_path),
-            cmds=["sh", "-c", f"sleep 0.02; {RECORD}"],
-        )
-        prefill >> consume
-    restarter = restart_when(local_cluster, "redis", tmp_path, done=150, down=1.0)
-    result = run_dag(dag)
-    restarter.join(timeout=60)
-    tally = Tally(items, results(tmp_path))
-    fault_report(f"redis restarted after 150 of {n} items (down 1 s): {tally.line()}")
-    assert (tmp_path / "restarted").exists(), "the broker was never restarted"
-    assert result["consume"]["state"] == "success"
-    assert tally.lost == [] and tally.strangers == []
-    stats = result["consume"]["xcom"]["return_value"]["queue"]
-    assert stats["pending"] == 0 and stats["processing"] == 0 and stats["dead"] == 0
+@dataclass(frozen=True)
+class Restart(QueueRun):
+    """One broker's run, and when the broker is restarted."""
+
+    seconds_per_item: float
+    restart_after: int  # items processed
+    down: str  # how long the broker is down, for the report
 
 
-def test_rabbitmq_restart_mid_run_loses_nothing(
-    run_dag: Any, local_cluster: lc.State, namespace: str, tmp_path: Path, fault_report: Any
+REDIS = Restart(
+    broker="redis",
+    dag_id="restart_redis",
+    n=600,
+    prefix="r",
+    consume={"mode": "variable", "parallelism": 3, "lease_seconds": 5},
+    seconds_per_item=0.02,
+    restart_after=150,
+    down="1 s",
+    queue_end={"pending": 0, "processing": 0, "dead": 0},
+)
+RABBITMQ = Restart(
+    broker="rabbitmq",
+    dag_id="restart_rabbit",
+    n=60,
+    prefix="m",
+    consume={"mode": "pod_per_item", "count": 60, "parallelism": 3},
+    seconds_per_item=0.3,
+    restart_after=15,
+    down="1 s + its start",
+    queue_end={"pending": 0, "dead": 0},
+)
+
+
+@pytest.mark.parametrize("case", [REDIS, RABBITMQ], ids=lambda c: c.broker)
+def test_broker_restart_mid_run_loses_nothing(
+    run_dag: Any, local_cluster: lc.State, namespace: str, tmp_path: Path, fault_report: Any, case: Restart
 ) -> None:
-    n = 60
-    items = [f"m{i}" for i in range(n)]
-    with new_dag("restart_rabbit") as dag:
-        prefill = QueuePrefillOperator(task_id="prefill", broker="rabbitmq", items=items)
-        consume = QueueJobOperator(
-            task_id="consume",
-            namespace=namespace,
-            mode="pod_per_item",
-            count=n,
-            parallelism=3,
-            queue_name="{{ ti.xcom_pull(task_ids='prefill')['queue'] }}",
-            job_template=template(tmp_path),
-            cmds=["sh", "-c", f"sleep 0.3; {RECORD}"],
-        )
-        prefill >> consume
-    restarter = restart_when(local_cluster, "rabbitmq", tmp_path, done=15, down=1.0)
+    dag = case.dag(namespace, tmp_path, f"sleep {case.seconds_per_item}; {RECORD}")
+    restarter = restart_when(local_cluster, case.broker, tmp_path, done=case.restart_after, down=1.0)
     result = run_dag(dag)
     restarter.join(timeout=60)
-    tally = Tally(items, results(tmp_path))
-    fault_report(f"rabbitmq restarted after 15 of {n} items (down 1 s + its start): {tally.line()}")
+    tally = Tally(case.items, results(tmp_path))
+    fault_report(
+        f"{case.broker} restarted after {case.restart_after} of {case.n} items (down {case.down}): "
+        f"{tally.line()}"
+    )
     assert (tmp_path / "restarted").exists(), "the broker was never restarted"
-    assert result["consume"]["state"] == "success"
-    assert tally.lost == [] and tally.strangers == []
-    stats = result["consume"]["xcom"]["return_value"]["queue"]
-    assert stats["pending"] == 0 and stats["dead"] == 0
+    assert_nothing_lost(result, tally, case.queue_end)

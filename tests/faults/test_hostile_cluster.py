@@ -14,7 +14,7 @@ from kubernetes import client
 from airflow_batchjob.core import naming
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
-from tests.faults.helpers import START, new_dag
+from tests.cluster.helpers import START, new_dag
 
 pytestmark = pytest.mark.cluster
 

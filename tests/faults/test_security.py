@@ -21,8 +21,8 @@ from kubernetes import client
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.queue import QueueJobOperator, QueuePrefillOperator
 from localcluster import cluster as lc
+from tests.cluster.helpers import new_dag, worker_template
 from tests.conftest import AIRFLOW_HOME
-from tests.faults.helpers import new_dag, template
 
 pytestmark = pytest.mark.cluster
 ROLE = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "role.yaml"
@@ -133,7 +133,7 @@ def test_no_secret_in_specs_pods_logs_or_xcom(
                 parallelism=2,
                 queue_name=f"{{{{ ti.xcom_pull(task_ids='prefill_{broker}')['queue'] }}}}",
                 count="3" if mode == "pod_per_item" else None,
-                job_template=template(tmp_path),
+                job_template=worker_template(tmp_path),
                 cmds=["sh", "-c", dump],
             )
             prefill >> consume

@@ -22,6 +22,7 @@ from kubernetes import client
 
 from airflow_batchjob.triggers.job import JobTrigger
 from localcluster import cluster as lc
+from tests.cluster.helpers import sleeper
 from tests.faults.helpers import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -39,20 +40,6 @@ async def main():
     print("EVENT", (await task).payload, flush=True)
 asyncio.run(main())
 """
-
-
-def sleeper(name: str, seconds: int) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "main", "image": "busybox", "command": ["sleep", str(seconds)]}],
-                }
-            }
-        },
-    }
 
 
 def rebuild(row: str) -> Any:
