@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from airflow.sdk import BaseOperator
@@ -40,14 +41,40 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DeletePolicy = Literal["never", "on_success", "always"]
-MAX_SUMMARY_PODS = 2000
-ON_KILL_SECONDS = 30  # above this, the diagnostics summary does not list the Pods
+MAX_SUMMARY_PODS = 2000  # above this, the diagnostics summary does not list the Pods
+ON_KILL_SECONDS = 30
 _DELETE_POLICIES = ("never", "on_success", "always")
 _PROPAGATION = ("Background", "Foreground", "Orphan")
 
 
 def _seconds(value: dt.timedelta | float | None) -> float | None:
     return value.total_seconds() if isinstance(value, dt.timedelta) else value
+
+
+def run_wait(wait: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run a wait in the worker with SIGTERM handled by the wait's own event loop.
+
+    Python runs signal handlers on the main thread only, when it next runs bytecode. A SIGTERM
+    the kernel hands to another thread of the task (Airflow's supervisor comms, thread pools)
+    does not interrupt the main thread's ``select()``, so a wait with no timer due slept through
+    Airflow's SIGTERM handler, and never called ``on_kill``, until its Job changed (seen in CI).
+    Registered with the loop, the same handler wakes it through its wakeup fd and runs at once.
+    """
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        previous = signal.getsignal(signal.SIGTERM)
+        chained = callable(previous) and threading.current_thread() is threading.main_thread()
+        if callable(previous) and chained:
+            loop.add_signal_handler(signal.SIGTERM, previous, int(signal.SIGTERM), None)
+        try:
+            return await wait
+        finally:
+            if chained:
+                loop.remove_signal_handler(signal.SIGTERM)
+                signal.signal(signal.SIGTERM, previous)
+
+    return asyncio.run(main())
 
 
 class BaseBatchJobOperator(BaseOperator):
@@ -141,7 +168,7 @@ class BaseBatchJobOperator(BaseOperator):
                 method_name="execute_complete",
             )
         self.prepare_kill()
-        event = asyncio.run(
+        event = run_wait(
             wait_for_job(namespace=namespace, job_name=name, job_uid=uid, **self.wait_options(deadline))
         )
         event.update(namespace=namespace, job_name=name, job_uid=uid)
@@ -160,8 +187,8 @@ class BaseBatchJobOperator(BaseOperator):
         }
 
     def prepare_kill(self) -> None:
-        """Build on_kill's client now: on_kill runs in a signal handler, on this thread, while the
-        wait's event loop is running, so it must never have to look up the connection from there."""
+        """Build on_kill's client now: on_kill runs from a signal handler, maybe in the middle of
+        a connection lookup or client build of this thread, so it must never have to do either."""
         self._kill_hook = self.hook
         self._kill_hook.api  # noqa: B018 (builds the client)
 
@@ -304,7 +331,8 @@ class BaseBatchJobOperator(BaseOperator):
     def on_kill(self) -> None:
         """The task was killed while waiting in the worker: delete its Job(s) and their Pods.
 
-        Airflow calls this from its SIGTERM handler, on the thread that runs the wait. The delete
+        Airflow calls this from its SIGTERM handler, which ``run_wait`` runs on the wait's event
+        loop (or, before the wait, the main thread runs it between two bytecodes). The delete
         runs on its own thread and is waited for at most ``ON_KILL_SECONDS``, so a stuck call can
         never keep the killed task alive.
         """
