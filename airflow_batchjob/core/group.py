@@ -18,6 +18,8 @@ from airflow_batchjob.core.wait import Verdict
 
 ANNOTATION_QUEUED = f"{LABEL_PREFIX}/queued"  # suspended by us to honour max_active_jobs, not by the user
 ANNOTATION_ITEM_INDEX = f"{LABEL_PREFIX}/item-index"
+# ttlSecondsAfterFinished held back until the group's outcome is read (see JobGroupOperator)
+ANNOTATION_HELD_TTL = f"{LABEL_PREFIX}/ttl-seconds-after-finished"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +115,27 @@ def judge_group(outcomes: Sequence[JobOutcome], goal: GroupGoal) -> tuple[Verdic
     if p.total >= expected and p.done == p.total:
         return Verdict.MET, f"all {p.total} Jobs finished: {line}"
     return Verdict.WAITING, line
+
+
+def with_deleted(
+    present: Sequence[Mapping[str, Any]], deleted: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """The group to judge, and the names of its Jobs deleted before they finished.
+
+    A Job deleted after it finished (``ttlSecondsAfterFinished``, a user's clean-up) still counts
+    with its last state: its result happened. One deleted before it finished never gets an
+    outcome, so a wait on the group could never end; the caller reports it instead.
+    """
+    names = {j["metadata"]["name"] for j in present}
+    group, lost = list(present), []
+    for name, job in sorted(deleted.items()):
+        if name in names:
+            continue
+        if outcome_from_job(job).done:
+            group.append(job)
+        else:
+            lost.append(name)
+    return group, lost
 
 
 def item_index(job: Mapping[str, Any]) -> int:

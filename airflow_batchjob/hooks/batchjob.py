@@ -220,6 +220,14 @@ class BatchJobHook:
                 return False
             raise
 
+    def set_ttl(self, namespace: str, name: str, seconds: int) -> None:
+        """Set ``ttlSecondsAfterFinished`` (mutable, also on finished Jobs); a Job already gone is fine."""
+        try:
+            self.batch.patch_namespaced_job(name, namespace, {"spec": {"ttlSecondsAfterFinished": seconds}})
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
     def delete_jobs(
         self, namespace: str, label_selector: str, propagation_policy: str = "Background"
     ) -> None:

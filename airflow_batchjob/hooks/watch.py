@@ -55,6 +55,10 @@ class Subscription:
     synced: bool = False
     api: aclient.ApiClient | None = None  # the watch's client, for waiters that also act (resume Jobs)
     error: str | None = None  # set (with an "ERROR" update) when the watch cannot go on: 401/403/404
+    # With keep_deleted, the last state of each matching object deleted while subscribed (the
+    # DELETED event carries it), until one of the same name appears again.
+    keep_deleted: bool = False
+    deleted: dict[str, Job] = field(default_factory=dict)
 
     def _fail(self, message: str) -> None:
         self.error = message
@@ -66,8 +70,11 @@ class Subscription:
         name = job["metadata"]["name"]
         if event == "DELETED":
             self.jobs.pop(name, None)
+            if self.keep_deleted:
+                self.deleted[name] = job
         else:
             self.jobs[name] = job
+            self.deleted.pop(name, None)
         self.queue.put_nowait((event, job))
 
     def _sync(self, jobs: list[Job]) -> None:
@@ -113,9 +120,14 @@ class NamespaceWatch:
         self.requests = 0  # list + watch calls made, for diagnostics and benchmarks
 
     def subscribe(
-        self, match: Matcher, queue: asyncio.Queue[tuple[str, Job | None]] | None = None
+        self,
+        match: Matcher,
+        queue: asyncio.Queue[tuple[str, Job | None]] | None = None,
+        keep_deleted: bool = False,
     ) -> Subscription:
-        sub = Subscription(match, api=self.api) if queue is None else Subscription(match, queue, api=self.api)
+        sub = Subscription(
+            match, queue if queue is not None else asyncio.Queue(), api=self.api, keep_deleted=keep_deleted
+        )
         self.subscribers.add(sub)
         if self.task is not None and self.task.done():  # it gave up (e.g. forbidden): try afresh
             self.task, self.resource_version, self._snapshot = None, None, None
@@ -284,14 +296,16 @@ async def subscription(
     *,
     kind: str = "jobs",
     queue: asyncio.Queue[tuple[str, Job | None]] | None = None,
+    keep_deleted: bool = False,
 ) -> AsyncIterator[Subscription]:
     """Subscribe to the shared watch of ``kind`` for the duration of the block.
 
-    Pass ``queue`` to share one wake-up queue between subscriptions to several kinds.
+    Pass ``queue`` to share one wake-up queue between subscriptions to several kinds, and
+    ``keep_deleted`` to keep the last state of objects deleted meanwhile (``Subscription.deleted``).
     """
     reg = registry()
     watch = await reg.get(conn_id, namespace, factory, kind)
-    sub = watch.subscribe(match, queue)
+    sub = watch.subscribe(match, queue, keep_deleted)
     try:
         yield sub
     finally:

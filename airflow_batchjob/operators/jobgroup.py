@@ -14,7 +14,6 @@ suspended Job has no Pods and its ``activeDeadlineSeconds`` clock does not run.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,13 @@ from kubernetes.client.rest import ApiException
 
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.group import ANNOTATION_ITEM_INDEX, ANNOTATION_QUEUED, GroupGoal, item_index
+from airflow_batchjob.core.group import (
+    ANNOTATION_HELD_TTL,
+    ANNOTATION_ITEM_INDEX,
+    ANNOTATION_QUEUED,
+    GroupGoal,
+    item_index,
+)
 from airflow_batchjob.core.items import Item, item_env, normalize_items
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 from airflow_batchjob.exceptions import (
@@ -35,7 +40,7 @@ from airflow_batchjob.exceptions import (
     JobTimeoutError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook
-from airflow_batchjob.operators.job import BatchJobOperator
+from airflow_batchjob.operators.job import BatchJobOperator, run_wait
 from airflow_batchjob.triggers.jobgroup import JobGroupTrigger, wait_for_group
 
 if TYPE_CHECKING:
@@ -58,6 +63,10 @@ class JobGroupOperator(BatchJobOperator):
         ``"min_success"`` succeeds when at least ``min_success`` items succeeded.
     :param fail_fast: stop waiting at the first failed item (the others keep running unless
         ``delete_on_finish="always"``).
+
+    ``ttl_seconds_after_finished`` (or the template's ``ttlSecondsAfterFinished``) is set on the
+    group's Jobs only once the task has read the group's outcome: the TTL controller then deletes
+    each Job that long after it finished, but never before its result is in the per-item table.
 
     Returns a per-item table (XCom), in item order:
     ``[{"index", "item", "job", "state", "reason", "message", "succeeded", "failed"}]``.
@@ -133,6 +142,7 @@ class JobGroupOperator(BatchJobOperator):
                 extra_labels={LABEL_JOBGROUP: group, naming.LABEL_GROUP: group},
                 extra_annotations={naming.ANNOTATION_ITEM_KEY: item.key, ANNOTATION_ITEM_INDEX: str(i)},
             )
+            self._hold_ttl(body)
             bodies.append(body)
         self._group_ref = (namespace, selector)  # from here on, a killed task deletes what it created
         self.prepare_kill()
@@ -145,6 +155,26 @@ class JobGroupOperator(BatchJobOperator):
             self.log.info("no items: nothing to run")
             return []
         return self.wait_group(context, namespace, selector, len(bodies))
+
+    @staticmethod
+    def _hold_ttl(body: dict[str, Any]) -> None:
+        """Move ``ttlSecondsAfterFinished`` to an annotation: a Job deleted by its TTL before the
+        group is judged would lose its item's result (``_release_ttl`` sets it back)."""
+        ttl = body["spec"].pop("ttlSecondsAfterFinished", None)
+        if ttl is not None:
+            body["metadata"].setdefault("annotations", {})[ANNOTATION_HELD_TTL] = str(ttl)
+
+    @staticmethod
+    def _release_ttl(hook: BatchJobHook, namespace: str, jobs: list[dict[str, Any]]) -> None:
+        """Give the group's Jobs their ``ttlSecondsAfterFinished`` now that their outcome is read."""
+        held = [
+            (j["metadata"]["name"], int(ttl))
+            for j in jobs
+            if (ttl := (j["metadata"].get("annotations") or {}).get(ANNOTATION_HELD_TTL)) is not None
+            and (j.get("spec") or {}).get("ttlSecondsAfterFinished") is None
+        ]
+        with ThreadPoolExecutor(API_CONCURRENCY) as pool:
+            list(pool.map(lambda nt: hook.set_ttl(namespace, nt[0], nt[1]), held))
 
     def reconcile(
         self, hook: BatchJobHook, namespace: str, selector: str, bodies: list[dict[str, Any]]
@@ -233,7 +263,7 @@ class JobGroupOperator(BatchJobOperator):
                 ),
                 method_name="execute_complete",
             )
-        event = asyncio.run(
+        event = run_wait(
             wait_for_group(
                 namespace=namespace,
                 label_selector=selector,
@@ -255,13 +285,21 @@ class JobGroupOperator(BatchJobOperator):
         hook = self.hook
         jobs = sorted(hook.list_jobs(namespace, selector), key=item_index)
         table = [self._row(job) for job in jobs]
+        counts = event.get("counts") or {}
+        if len(table) < counts.get("total", 0):  # some finished Jobs were deleted by someone else
+            self.log.warning(
+                "%d of the group's %d finished Jobs were deleted before their rows were read: "
+                "they are counted, but missing from the per-item table",
+                counts["total"] - len(table),
+                counts["total"],
+            )
+        if status == "deleted":
+            self._release_ttl(hook, namespace, jobs)
+            raise BatchJobError(f"{event.get('message')}; run the task again to recreate them")
         self.log.info("group %s: %s", selector, event.get("message"))
         self.report_diagnostics(context, event, namespace, selector, [outcome_from_job(j) for j in jobs])
         if status in ("timeout", "stuck"):
-            if self.delete_on_finish == "always":
-                hook.batch.delete_collection_namespaced_job(
-                    namespace, label_selector=selector, propagation_policy=self.propagation_policy
-                )
+            self._finish(hook, namespace, selector, jobs, delete=self.delete_on_finish == "always")
             if status == "stuck":
                 raise JobStuckError(event.get("message", "a Pod could not start"))
             raise JobTimeoutError(event.get("message", "timed out"))
@@ -271,19 +309,25 @@ class JobGroupOperator(BatchJobOperator):
             : self.max_failed_pod_logs
         ]:
             self.log_failed_pods(outcome_from_job(job))
-        ok = (
-            (len(succeeded) >= (self.min_success or 0))
-            if self.failure_policy == "min_success"
-            else not failed
-        )
-        if self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and ok):
-            hook.batch.delete_collection_namespaced_job(
-                namespace, label_selector=selector, propagation_policy=self.propagation_policy
-            )
+        n_failed = max(len(failed), int(counts.get("failed", 0)))
+        n_succeeded = max(len(succeeded), int(counts.get("succeeded", 0)))
+        ok = n_succeeded >= (self.min_success or 0) if self.failure_policy == "min_success" else not n_failed
+        delete = self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and ok)
+        self._finish(hook, namespace, selector, jobs, delete=delete)
         if not ok:
             names = ", ".join(repr(r["item"]) for r in failed[:20]) + (" ..." if len(failed) > 20 else "")
-            raise JobFailedError(f"{len(failed)} of {len(table)} items failed: {names}", {"items": table})
+            total = max(len(table), int(counts.get("total", 0)))
+            raise JobFailedError(f"{n_failed} of {total} items failed: {names}", {"items": table})
         return table
+
+    def _finish(
+        self, hook: BatchJobHook, namespace: str, selector: str, jobs: list[dict[str, Any]], delete: bool
+    ) -> None:
+        """The group's outcome is read: delete its Jobs, or hand them their held-back TTL."""
+        if delete:
+            hook.delete_jobs(namespace, selector, self.propagation_policy)
+        else:
+            self._release_ttl(hook, namespace, jobs)
 
     @staticmethod
     def _row(job: dict[str, Any]) -> dict[str, Any]:

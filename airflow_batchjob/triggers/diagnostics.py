@@ -239,11 +239,12 @@ async def watched(
     interval: float,
     pending_timeout: float | None,
     enabled: bool,
+    keep_deleted: bool = False,
 ) -> AsyncIterator[tuple[Subscription, WaitDiagnostics]]:
     """The Jobs ``match`` selects from the shared watch, and their diagnostics, on one wake-up queue."""
     queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
     async with (
-        subscription(conn_id, namespace, match, factory, queue=queue) as sub,
+        subscription(conn_id, namespace, match, factory, queue=queue, keep_deleted=keep_deleted) as sub,
         WaitDiagnostics(
             conn_id=conn_id,
             namespace=namespace,

@@ -16,7 +16,7 @@ from airflow.triggers.base import TriggerEvent
 from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from airflow_batchjob.core.group import GroupGoal, judge_group, progress_of, to_resume
+from airflow_batchjob.core.group import GroupGoal, judge_group, progress_of, to_resume, with_deleted
 from airflow_batchjob.core.outcome import outcome_from_job
 from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict
@@ -76,6 +76,7 @@ async def wait_for_group(
         interval=diagnose_interval,
         pending_timeout=pending_timeout,
         enabled=diagnostics,
+        keep_deleted=True,
     ) as (sub, diag):
 
         def event(status: str, message: str, counts: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +84,8 @@ async def wait_for_group(
 
         while True:
             if not await diag.next_update(deadline):
-                p = progress_of([outcome_from_job(j) for j in sub.jobs.values()])
+                group, _ = with_deleted(list(sub.jobs.values()), sub.deleted)
+                p = progress_of([outcome_from_job(j) for j in group])
                 return event(
                     "timeout",
                     f"timed out waiting for Jobs {label_selector!r}: {p.line(goal.expected)}",
@@ -94,12 +96,21 @@ async def wait_for_group(
             if not sub.synced:
                 continue
             jobs = list(sub.jobs.values())
+            group, lost = with_deleted(jobs, sub.deleted)
+            if lost:
+                p = progress_of([outcome_from_job(j) for j in group])
+                return event(
+                    "deleted",
+                    f"{len(lost)} Jobs of group {label_selector!r} were deleted before they finished "
+                    f"({', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}): {p.line(goal.expected)}",
+                    p.__dict__,
+                )
             if max_active:
                 names = [n for n in to_resume(jobs, max_active) if n not in resumed]
                 if names and sub.api is not None:
                     await _resume(sub.api, namespace, names)
                     resumed.update(names)
-            outcomes = [outcome_from_job(j) for j in jobs]
+            outcomes = [outcome_from_job(j) for j in group]
             verdict, why = judge_group(outcomes, goal)
             say(
                 f"Jobs {label_selector}",

@@ -13,6 +13,7 @@ from airflow_batchjob.core.group import (
     GroupGoal,
     judge_group,
     to_resume,
+    with_deleted,
 )
 from airflow_batchjob.core.outcome import outcome_from_job
 from airflow_batchjob.core.wait import Verdict
@@ -78,3 +79,30 @@ def test_to_resume_fills_free_slots_in_item_order() -> None:
     ]
     assert to_resume(jobs, max_active=3) == ["q-2", "q-3"]  # one running; the user's own suspend is kept
     assert to_resume(jobs, max_active=1) == []
+
+
+def test_deleted_jobs_that_finished_still_count_with_their_last_state() -> None:
+    present = [job("b", "running")]
+    deleted = {"a": job("a", "succeeded"), "c": job("c", "failed")}
+    group, lost = with_deleted(present, deleted)
+    assert lost == []
+    assert sorted(j["metadata"]["name"] for j in group) == ["a", "b", "c"]
+    assert judge_group(outcomes(*group), GroupGoal(expected=3))[0] is Verdict.WAITING
+    group, _ = with_deleted([job("b", "succeeded")], deleted)
+    assert judge_group(outcomes(*group), GroupGoal(expected=3))[0] is Verdict.MET
+
+
+def test_deleted_jobs_that_had_not_finished_are_named() -> None:
+    deleted = {
+        "x": job("x", "running"),
+        "q": job("q", "suspended", queued=True),
+        "ok": job("ok", "succeeded"),
+    }
+    group, lost = with_deleted([job("b")], deleted)
+    assert lost == ["q", "x"]
+    assert sorted(j["metadata"]["name"] for j in group) == ["b", "ok"]
+
+
+def test_a_job_recreated_under_a_deleted_name_is_the_one_judged() -> None:
+    group, lost = with_deleted([job("a", "running")], {"a": job("a", "failed")})
+    assert lost == [] and [outcome_from_job(j).state.value for j in group] == ["running"]

@@ -1,0 +1,100 @@
+"""Jobs of a group that disappear while the group is waited on.
+
+A Job deleted after it finished (its ``ttlSecondsAfterFinished``) must not lose its item's
+result nor leave the wait counting forever; a Job deleted before it finished must end the wait
+with a clear message (it never gets an outcome).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from airflow_batchjob.core.group import GroupGoal
+from airflow_batchjob.operators.job import BatchJobOperator
+from airflow_batchjob.operators.jobgroup import JobGroupOperator
+from airflow_batchjob.triggers.jobgroup import wait_for_group
+from tests.cluster.helpers import jobs_in, new_dag, sleeper
+
+pytestmark = pytest.mark.cluster
+
+
+def _gone(api_client: Any, namespace: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while jobs_in(api_client, namespace):
+        assert time.monotonic() < deadline, "the TTL controller never deleted the Jobs"
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
+def test_group_ttl_waits_for_the_group_outcome(
+    run_dag: Any, api_client: Any, namespace: str, deferrable: bool
+) -> None:
+    """ttl 0: the fast item's Job would vanish while the slow one runs; both results are kept."""
+    with new_dag("ttl_group") as dag:
+        JobGroupOperator(
+            task_id="group",
+            namespace=namespace,
+            items=["fast", "slow"],
+            image="busybox:1.36",
+            cmds=["sh", "-c", 'if [ "$ITEM" = slow ]; then sleep 5; fi; echo done'],
+            ttl_seconds_after_finished=0,
+            wait_timeout=120,
+            deferrable=deferrable,
+        )
+    result = run_dag(dag)["group"]
+    assert result["state"] == "success", result
+    table = result["xcom"]["return_value"]
+    assert [(r["item"], r["state"]) for r in table] == [("fast", "succeeded"), ("slow", "succeeded")]
+    _gone(api_client, namespace)  # the TTL was handed back once the outcome was read
+
+
+def test_single_job_ttl_zero_still_reports_its_outcome(run_dag: Any, api_client: Any, namespace: str) -> None:
+    with new_dag("ttl_single") as dag:
+        BatchJobOperator(
+            task_id="one",
+            namespace=namespace,
+            image="busybox:1.36",
+            cmds=["sh", "-c", "echo done"],
+            ttl_seconds_after_finished=0,
+            wait_timeout=120,
+        )
+    result = run_dag(dag)["one"]
+    assert result["state"] == "success", result
+    assert result["xcom"]["return_value"]["outcome"]["state"] == "succeeded"
+    _gone(api_client, namespace)
+
+
+def test_group_job_deleted_before_it_finished_ends_the_wait(
+    local_cluster: Any, api_client: Any, namespace: str
+) -> None:
+    batch = client.BatchV1Api(api_client)
+    for name in ("keep", "doomed"):
+        body = sleeper(name, 300)
+        body["metadata"]["labels"] = {"jobgroup": "g"}
+        batch.create_namespaced_job(namespace, body)
+
+    async def main() -> dict[str, Any]:
+        wait = asyncio.create_task(
+            wait_for_group(
+                namespace=namespace,
+                label_selector="jobgroup=g",
+                goal=GroupGoal(expected=2),
+                deadline=time.time() + 90,
+            )
+        )
+        await asyncio.sleep(2)
+        assert not wait.done()
+        await asyncio.to_thread(
+            batch.delete_namespaced_job, "doomed", namespace, propagation_policy="Background"
+        )
+        return await wait
+
+    event = asyncio.run(main())
+    assert event["status"] == "deleted", event
+    assert "1 Jobs of group 'jobgroup=g' were deleted before they finished (doomed)" in event["message"]
+    batch.delete_namespaced_job("keep", namespace, propagation_policy="Background")
