@@ -224,27 +224,8 @@ def make_pki(pki: Path) -> None:
 
 
 def write_kubeconfig(st: State) -> None:
-    ca = base64.b64encode((Path(st.dir) / "pki" / "ca.crt").read_bytes()).decode()
-    kc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "batchjob",
-        "clusters": [
-            {
-                "name": "batchjob",
-                "cluster": {
-                    "server": f"https://127.0.0.1:{st.ports['apiserver']}",
-                    "certificate-authority-data": ca,
-                },
-            }
-        ],
-        "users": [{"name": "admin", "user": {"token": st.token}}],
-        "contexts": [
-            {"name": "batchjob", "context": {"cluster": "batchjob", "user": "admin", "namespace": "default"}}
-        ],
-    }
-    Path(st.kubeconfig).write_text(json.dumps(kc, indent=1))
-    Path(st.kubeconfig).chmod(0o600)
+    """The admin kubeconfig (the cluster's static admin token)."""
+    write_client_kubeconfig(st, Path(st.kubeconfig), st.token, user="admin")
 
 
 def spawn(st: State, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
@@ -524,8 +505,10 @@ def grant(st: State, namespace: str) -> None:
     )
 
 
-def write_client_kubeconfig(st: State, path: Path, token: str, server: str | None = None) -> str:
-    """A kubeconfig for ``token`` against the apiserver (or ``server``, e.g. a fault proxy)."""
+def write_client_kubeconfig(
+    st: State, path: Path, token: str, server: str | None = None, user: str = "airflow"
+) -> str:
+    """A kubeconfig (mode 600) for ``token`` against the apiserver (or ``server``, e.g. a fault proxy)."""
     ca = base64.b64encode((Path(st.dir) / "pki" / "ca.crt").read_bytes()).decode()
     kc = {
         "apiVersion": "v1",
@@ -540,16 +523,19 @@ def write_client_kubeconfig(st: State, path: Path, token: str, server: str | Non
                 },
             }
         ],
-        "users": [{"name": "airflow", "user": {"token": token}}],
+        "users": [{"name": user, "user": {"token": token}}],
         "contexts": [
             {
                 "name": "batchjob",
-                "context": {"cluster": "batchjob", "user": "airflow", "namespace": "default"},
+                "context": {"cluster": "batchjob", "user": user, "namespace": "default"},
             }
         ],
     }
-    path.write_text(json.dumps(kc, indent=1))
-    path.chmod(0o600)
+    # Created private: the token must never be readable by others, not even for a moment.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(kc, indent=1))
     return str(path)
 
 
