@@ -18,8 +18,6 @@ from airflow_batchjob.core.wait import Verdict
 
 ANNOTATION_QUEUED = f"{LABEL_PREFIX}/queued"  # suspended by us to honour max_active_jobs, not by the user
 ANNOTATION_ITEM_INDEX = f"{LABEL_PREFIX}/item-index"
-# ttlSecondsAfterFinished held back until the group's outcome is read (see JobGroupOperator)
-ANNOTATION_HELD_TTL = f"{LABEL_PREFIX}/ttl-seconds-after-finished"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeGuard
 import yaml
 
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.naming import is_dns1123_label, is_label_value
+from airflow_batchjob.core.naming import ANNOTATION_HELD_TTL, is_dns1123_label, is_label_value
 
 JsonDict = dict[str, Any]
 
@@ -314,6 +314,26 @@ def build_job(
 
 # --------------------------------------------------------------------------------------------------
 # Validation
+
+
+def hold_ttl(body: JsonDict) -> None:
+    """Move ``ttlSecondsAfterFinished`` into an annotation until the task has read the outcome.
+
+    The TTL controller deletes a finished Job (and its Pods) that long after it finished: with a
+    short TTL, the failed Pods' logs, an Indexed Job's per-index results or a group's rows would
+    be gone before the task reads them. The operator sets the field once it has (``held_ttl``).
+    """
+    ttl = (body.get("spec") or {}).pop("ttlSecondsAfterFinished", None)
+    if ttl is not None:
+        body.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_HELD_TTL] = str(ttl)
+
+
+def held_ttl(job: Mapping[str, Any]) -> int | None:
+    """The TTL ``hold_ttl`` kept back for this Job, if it is still to be set."""
+    value = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_HELD_TTL)
+    if value is None or (job.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
+        return None
+    return int(value) if str(value).isdigit() else None
 
 
 def _is_int(value: Any) -> TypeGuard[int]:

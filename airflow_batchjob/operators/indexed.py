@@ -347,10 +347,12 @@ class IndexedJobOperator(BatchJobOperator):
             self.hook.list_jobs(namespace, selector),
             key=lambda j: int((j["metadata"].get("annotations") or {}).get(ANNOTATION_ATTEMPT, "1")),
         )
-        try:
-            outcome = self.finish(event, context)
+        try:  # the Job is deleted (delete_on_finish) or given its TTL only after its Pods are read
+            outcome = self.finish(event, context, cleanup=False)
         except JobFailedError as e:
             result = self.indexed_result(jobs, items, namespace)
+            if e.outcome:
+                self.cleanup_after(JobOutcome.from_dict(e.outcome))
             failed = [r for r in result["items"] if r["state"] != "succeeded"]
             named = ", ".join(f"{r['index']}={json.dumps(r['item'])[:60]}" for r in failed[:20])
             ti.xcom_push(key="items", value=result)
@@ -358,5 +360,6 @@ class IndexedJobOperator(BatchJobOperator):
                 f"{e}; items not done: {named}{' ...' if len(failed) > 20 else ''}", e.outcome
             ) from e
         result = self.indexed_result(jobs, items, namespace)
+        self.cleanup_after(outcome)
         result["outcome"] = outcome.to_dict()
         return result

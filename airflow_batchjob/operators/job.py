@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from airflow.sdk import BaseOperator
@@ -25,7 +26,15 @@ from airflow_batchjob.core import naming
 from airflow_batchjob.core.diagnose import pod_summary
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
-from airflow_batchjob.core.spec import ContainerParams, JobOverrides, build_job, env_list, load_template
+from airflow_batchjob.core.spec import (
+    ContainerParams,
+    JobOverrides,
+    build_job,
+    env_list,
+    held_ttl,
+    hold_ttl,
+    load_template,
+)
 from airflow_batchjob.exceptions import (
     BatchJobError,
     InvalidJobTemplateError,
@@ -245,8 +254,13 @@ class BaseBatchJobOperator(BaseOperator):
             context["ti"].xcom_push(key="diagnostics", value=summary)
         return summary
 
-    def finish(self, event: dict[str, Any], context: Context | None = None) -> JobOutcome:
-        """Turn a trigger event into an outcome, or raise the right error with the failing Pods' logs."""
+    def finish(
+        self, event: dict[str, Any], context: Context | None = None, cleanup: bool = True
+    ) -> JobOutcome:
+        """Turn a trigger event into an outcome, or raise the right error with the failing Pods' logs.
+
+        With ``cleanup=False`` the caller reads more of the Job first, then calls ``cleanup_after``.
+        """
         status = event.get("status")
         outcome = JobOutcome.from_dict(event["job"]) if event.get("job") else None
         if status == "deleted":
@@ -267,6 +281,8 @@ class BaseBatchJobOperator(BaseOperator):
                 self.log.info(
                     "deleted Job %s/%s (delete_on_finish=always)", event["namespace"], event["job_name"]
                 )
+            elif event.get("job_name"):  # it runs on unobserved: let its TTL clean it up when it ends
+                self.release_ttl(event["namespace"], event["job_name"], event.get("job_uid"))
             if status == "stuck":
                 raise JobStuckError(event.get("message", "a Pod could not start"))
             raise JobTimeoutError(event.get("message", "timed out"))
@@ -276,10 +292,12 @@ class BaseBatchJobOperator(BaseOperator):
             "Job %s/%s %s: %s", outcome.namespace, outcome.name, outcome.state.value, outcome.summary()
         )
         if outcome.state is JobState.SUCCEEDED:
-            self.cleanup_after(outcome)
+            if cleanup:
+                self.cleanup_after(outcome)
             return outcome
         self.log_failed_pods(outcome)
-        self.cleanup_after(outcome)
+        if cleanup:
+            self.cleanup_after(outcome)
         raise JobFailedError(
             f"Job {outcome.namespace}/{outcome.name} failed: {outcome.reason}: {outcome.message}",
             outcome.to_dict(),
@@ -321,12 +339,31 @@ class BaseBatchJobOperator(BaseOperator):
             self.log.error("%d more failed Pods not shown", len(failed) - self.max_failed_pod_logs)
 
     def cleanup_after(self, outcome: JobOutcome) -> None:
-        """Delete the finished Job if ``delete_on_finish`` asks for it."""
+        """The outcome is read: delete the Job if ``delete_on_finish`` asks for it, else set its TTL."""
         succeeded = outcome.state is JobState.SUCCEEDED
+        ns, name = outcome.namespace, outcome.name
         if self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and succeeded):
-            ns, name = outcome.namespace, outcome.name
             if self.hook.delete_job(ns, name, self.propagation_policy, uid=outcome.uid):
                 self.log.info("deleted Job %s/%s (delete_on_finish=%s)", ns, name, self.delete_on_finish)
+        else:
+            self.release_ttl(ns, name, outcome.uid)
+
+    def release_ttl(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """Set the ``ttlSecondsAfterFinished`` that ``hold_ttl`` kept back (one read, one patch if held)."""
+        hook = self.hook
+        job = hook.get_job(namespace, name)
+        if job is not None and (uid is None or job["metadata"]["uid"] == uid):
+            self.set_held_ttls(hook, namespace, [job])
+
+    @staticmethod
+    def set_held_ttls(hook: BatchJobHook, namespace: str, jobs: list[dict[str, Any]]) -> None:
+        held = [(j["metadata"]["name"], ttl) for j in jobs if (ttl := held_ttl(j)) is not None]
+        if len(held) <= 1:
+            for name, ttl in held:
+                hook.set_ttl(namespace, name, ttl)
+            return
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda nt: hook.set_ttl(namespace, nt[0], nt[1]), held))
 
     def on_kill(self) -> None:
         """The task was killed while waiting in the worker: delete its Job(s) and their Pods.
@@ -518,7 +555,7 @@ class BatchJobOperator(BaseBatchJobOperator):
             env = env_list(base.env) + [{"name": k, "value": v} for k, v in extra_env.items()]
             container = dataclasses.replace(base, env=env)
         try:
-            return build_job(
+            body = build_job(
                 name=name,
                 namespace=namespace,
                 template=load_template(self.job_template),
@@ -529,6 +566,8 @@ class BatchJobOperator(BaseBatchJobOperator):
             )
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {task_id}: {e}") from e
+        hold_ttl(body)
+        return body
 
     def execute(self, context: Context) -> Any:
         namespace = self.resolve_namespace()

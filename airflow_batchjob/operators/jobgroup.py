@@ -23,13 +23,7 @@ from kubernetes.client.rest import ApiException
 
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.group import (
-    ANNOTATION_HELD_TTL,
-    ANNOTATION_ITEM_INDEX,
-    ANNOTATION_QUEUED,
-    GroupGoal,
-    item_index,
-)
+from airflow_batchjob.core.group import ANNOTATION_ITEM_INDEX, ANNOTATION_QUEUED, GroupGoal, item_index
 from airflow_batchjob.core.items import Item, item_env, normalize_items
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 from airflow_batchjob.exceptions import (
@@ -142,7 +136,6 @@ class JobGroupOperator(BatchJobOperator):
                 extra_labels={LABEL_JOBGROUP: group, naming.LABEL_GROUP: group},
                 extra_annotations={naming.ANNOTATION_ITEM_KEY: item.key, ANNOTATION_ITEM_INDEX: str(i)},
             )
-            self._hold_ttl(body)
             bodies.append(body)
         self._group_ref = (namespace, selector)  # from here on, a killed task deletes what it created
         self.prepare_kill()
@@ -155,26 +148,6 @@ class JobGroupOperator(BatchJobOperator):
             self.log.info("no items: nothing to run")
             return []
         return self.wait_group(context, namespace, selector, len(bodies))
-
-    @staticmethod
-    def _hold_ttl(body: dict[str, Any]) -> None:
-        """Move ``ttlSecondsAfterFinished`` to an annotation: a Job deleted by its TTL before the
-        group is judged would lose its item's result (``_release_ttl`` sets it back)."""
-        ttl = body["spec"].pop("ttlSecondsAfterFinished", None)
-        if ttl is not None:
-            body["metadata"].setdefault("annotations", {})[ANNOTATION_HELD_TTL] = str(ttl)
-
-    @staticmethod
-    def _release_ttl(hook: BatchJobHook, namespace: str, jobs: list[dict[str, Any]]) -> None:
-        """Give the group's Jobs their ``ttlSecondsAfterFinished`` now that their outcome is read."""
-        held = [
-            (j["metadata"]["name"], int(ttl))
-            for j in jobs
-            if (ttl := (j["metadata"].get("annotations") or {}).get(ANNOTATION_HELD_TTL)) is not None
-            and (j.get("spec") or {}).get("ttlSecondsAfterFinished") is None
-        ]
-        with ThreadPoolExecutor(API_CONCURRENCY) as pool:
-            list(pool.map(lambda nt: hook.set_ttl(namespace, nt[0], nt[1]), held))
 
     def reconcile(
         self, hook: BatchJobHook, namespace: str, selector: str, bodies: list[dict[str, Any]]
@@ -294,7 +267,7 @@ class JobGroupOperator(BatchJobOperator):
                 counts["total"],
             )
         if status == "deleted":
-            self._release_ttl(hook, namespace, jobs)
+            self.set_held_ttls(hook, namespace, jobs)
             raise BatchJobError(f"{event.get('message')}; run the task again to recreate them")
         self.log.info("group %s: %s", selector, event.get("message"))
         self.report_diagnostics(context, event, namespace, selector, [outcome_from_job(j) for j in jobs])
@@ -327,7 +300,7 @@ class JobGroupOperator(BatchJobOperator):
         if delete:
             hook.delete_jobs(namespace, selector, self.propagation_policy)
         else:
-            self._release_ttl(hook, namespace, jobs)
+            self.set_held_ttls(hook, namespace, jobs)
 
     @staticmethod
     def _row(job: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,16 @@ from kubernetes.client import (
 )
 
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.naming import job_name, task_annotations, task_labels
-from airflow_batchjob.core.spec import ContainerParams, JobOverrides, build_job, load_template, validate_job
+from airflow_batchjob.core.naming import ANNOTATION_HELD_TTL, job_name, task_annotations, task_labels
+from airflow_batchjob.core.spec import (
+    ContainerParams,
+    JobOverrides,
+    build_job,
+    held_ttl,
+    hold_ttl,
+    load_template,
+    validate_job,
+)
 
 TEMPLATE_YAML = """
 apiVersion: batch/v1
@@ -576,3 +584,20 @@ def test_build_job_accepts_client_models_in_overrides() -> None:
     }
     resources = job["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert resources == {"requests": {"cpu": "1", "memory": "1Gi"}}
+
+
+def test_hold_ttl_keeps_the_ttl_in_an_annotation_until_released() -> None:
+    body = minimal_job(ttlSecondsAfterFinished=0)
+    hold_ttl(body)
+    assert "ttlSecondsAfterFinished" not in body["spec"]
+    assert body["metadata"]["annotations"][ANNOTATION_HELD_TTL] == "0"
+    assert held_ttl(body) == 0
+    body["spec"]["ttlSecondsAfterFinished"] = 0  # released (as the apiserver then returns it)
+    assert held_ttl(body) is None
+
+
+def test_hold_ttl_leaves_a_job_without_ttl_alone() -> None:
+    body = minimal_job()
+    before = copy.deepcopy(body)
+    hold_ttl(body)
+    assert body == before and held_ttl(body) is None

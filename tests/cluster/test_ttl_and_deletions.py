@@ -1,8 +1,9 @@
-"""Jobs of a group that disappear while the group is waited on.
+"""Jobs that disappear: ``ttlSecondsAfterFinished``, and group Jobs deleted while waited on.
 
-A Job deleted after it finished (its ``ttlSecondsAfterFinished``) must not lose its item's
-result nor leave the wait counting forever; a Job deleted before it finished must end the wait
-with a clear message (it never gets an outcome).
+A short TTL lets the TTL controller delete a finished Job and its Pods at once; the operators
+hold it back until they have read what they report (failed Pods' logs, per-index rows, a group's
+per-item table), then set it. A group Job deleted before it finished must end the wait with a
+clear message (it never gets an outcome).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from airflow_batchjob.core.group import GroupGoal
+from airflow_batchjob.operators.indexed import IndexedJobOperator
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from airflow_batchjob.triggers.jobgroup import wait_for_group
@@ -66,6 +68,52 @@ def test_single_job_ttl_zero_still_reports_its_outcome(run_dag: Any, api_client:
     result = run_dag(dag)["one"]
     assert result["state"] == "success", result
     assert result["xcom"]["return_value"]["outcome"]["state"] == "succeeded"
+    _gone(api_client, namespace)
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
+def test_failed_job_with_ttl_zero_still_shows_its_pod_log(
+    run_dag: Any, api_client: Any, namespace: str, deferrable: bool, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with new_dag("ttl_fails") as dag:
+        BatchJobOperator(
+            task_id="boom",
+            namespace=namespace,
+            image="busybox:1.36",
+            cmds=["sh", "-c", "echo last words of $HOSTNAME; exit 3"],
+            backoff_limit=0,
+            ttl_seconds_after_finished=0,
+            deferrable=deferrable,
+        )
+    result = run_dag(dag)["boom"]
+    out = capfd.readouterr().out
+    assert result["state"] == "failed"
+    assert "container main exited 3 (Error)" in out and "last words of " in out, out[-3000:]
+    _gone(api_client, namespace)
+
+
+def test_indexed_rows_with_ttl_zero_keep_exit_codes_and_logs(
+    run_dag: Any, api_client: Any, namespace: str
+) -> None:
+    with new_dag("ttl_indexed") as dag:
+        IndexedJobOperator(
+            task_id="each",
+            namespace=namespace,
+            items=["a", "bad", "c"],
+            image="busybox:1.36",
+            cmds=["sh", "-c", 'echo "row $ITEM"; test "$ITEM" != bad'],
+            backoff_limit_per_index=0,
+            ttl_seconds_after_finished=0,
+        )
+    result = run_dag(dag)["each"]
+    assert result["state"] == "failed", result
+    rows = result["xcom"]["items"]["items"]
+    assert [(r["item"], r["state"], r["exit_code"]) for r in rows] == [
+        ("a", "succeeded", 0),
+        ("bad", "failed", 1),
+        ("c", "succeeded", 0),
+    ]
+    assert "row bad" in rows[1]["log_tail"], rows
     _gone(api_client, namespace)
 
 
