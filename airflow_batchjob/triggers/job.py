@@ -98,10 +98,23 @@ async def wait_for_job(
         interval=diagnose_interval,
         pending_timeout=pending_timeout,
         enabled=diagnostics,
+        keep_deleted=True,
     ) as (sub, diag):
 
         def event(status: str, message: str, job: dict[str, Any] | None) -> dict[str, Any]:
             return diag.stamp({"status": status, "message": message, "job": job})
+
+        def decided_before_deletion(uid: str | None) -> dict[str, Any] | None:
+            """The event for a Job deleted after its outcome was decided (e.g. ``ttlSecondsAfterFinished``
+            0: the watch delivers its last state and its deletion together), judged on that state."""
+            last = next((j for j in sub.deleted.values() if uid is None or j["metadata"]["uid"] == uid), None)
+            if last is None:
+                return None
+            verdict, outcome, why = check(last, wait)
+            if verdict is Verdict.WAITING:
+                return None
+            say(f"Job {outcome.namespace}/{outcome.name}", outcome.summary(), final=True)
+            return event(verdict.value, f"{why} (the Job was deleted since)", outcome.to_dict())
 
         while True:
             if not await diag.next_update(deadline):
@@ -122,10 +135,12 @@ async def wait_for_job(
             job = jobs[0] if jobs else None
             uid = job["metadata"]["uid"] if job else None
             if seen_uid and uid != seen_uid:  # the watch showed our Job, then it went: in order, so real
-                return event(
+                return decided_before_deletion(seen_uid) or event(
                     "deleted", f"Job {what} (uid {seen_uid}) was deleted or replaced while waiting", None
                 )
             if job_uid and uid != job_uid:
+                if (decided := decided_before_deletion(job_uid)) is not None:
+                    return decided
                 # The shared watch may have listed before our Job was created (or before the Job it
                 # replaced was deleted): ask the apiserver before calling it gone.
                 if job_uid not in await _current_uids(sub.api, namespace, job_name, label_selector):
@@ -134,7 +149,11 @@ async def wait_for_job(
                     )
                 continue  # it exists: the watch will deliver it
             if job is None:
-                continue  # not created yet: a sensor may wait for a Job created later
+                # Not created yet (a sensor may wait for a Job created later), or created, decided
+                # and deleted between two looks.
+                if (decided := decided_before_deletion(None)) is not None:
+                    return decided
+                continue
             seen_uid = uid
             verdict, outcome, why = check(job, wait)
             say(

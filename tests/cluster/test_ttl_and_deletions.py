@@ -19,6 +19,7 @@ from airflow_batchjob.core.group import GroupGoal
 from airflow_batchjob.operators.indexed import IndexedJobOperator
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
+from airflow_batchjob.triggers.job import wait_for_job
 from airflow_batchjob.triggers.jobgroup import wait_for_group
 from tests.cluster.helpers import jobs_in, new_dag, sleeper
 
@@ -146,3 +147,28 @@ def test_group_job_deleted_before_it_finished_ends_the_wait(
     assert event["status"] == "deleted", event
     assert "1 Jobs of group 'jobgroup=g' were deleted before they finished (doomed)" in event["message"]
     batch.delete_namespaced_job("keep", namespace, propagation_policy="Background")
+
+
+def test_a_job_decided_then_deleted_between_two_looks_reports_its_outcome(
+    local_cluster: Any, api_client: Any, namespace: str
+) -> None:
+    """A foreign Job with ttl 0 (a sensor's case): its last state and its deletion arrive together."""
+    batch = client.BatchV1Api(api_client)
+    body = sleeper("quick", 3)
+    body["spec"]["ttlSecondsAfterFinished"] = 0
+    batch.create_namespaced_job(namespace, body)
+
+    async def main() -> dict[str, Any]:
+        wait = asyncio.create_task(
+            wait_for_job(namespace=namespace, job_name="quick", deadline=time.time() + 90)
+        )
+        await asyncio.sleep(1.5)  # the wait lists and sees the Job running
+        assert not wait.done()
+        # Block the loop (as a busy triggerer may be) until the Job has succeeded and been deleted:
+        # the watch then hands the wait both events at once.
+        _gone(api_client, namespace)
+        return await wait
+
+    event = asyncio.run(main())
+    assert event["status"] == "met", event
+    assert event["job"]["state"] == "succeeded" and "(the Job was deleted since)" in event["message"]
