@@ -332,6 +332,13 @@ class IndexedJobOperator(BatchJobOperator):
             "items": rows,
         }
 
+    def _cleanup(self, outcome: JobOutcome, context: Context, jobs: list[dict[str, Any]]) -> None:
+        """Clean up this try's Job; once no retry is to come, also hand earlier attempts their TTL."""
+        self.cleanup_after(outcome, context)
+        if outcome.state is JobState.SUCCEEDED or not self.retry_pending(context):
+            earlier = [j for j in jobs if j["metadata"]["name"] != outcome.name]
+            self.set_held_ttls(self.hook, outcome.namespace, earlier)
+
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         if self.resumed_without_event(context, event):
             return self.execute(context)
@@ -352,7 +359,7 @@ class IndexedJobOperator(BatchJobOperator):
         except JobFailedError as e:
             result = self.indexed_result(jobs, items, namespace)
             if e.outcome:
-                self.cleanup_after(JobOutcome.from_dict(e.outcome))
+                self._cleanup(JobOutcome.from_dict(e.outcome), context, jobs)
             failed = [r for r in result["items"] if r["state"] != "succeeded"]
             named = ", ".join(f"{r['index']}={json.dumps(r['item'])[:60]}" for r in failed[:20])
             ti.xcom_push(key="items", value=result)
@@ -360,6 +367,6 @@ class IndexedJobOperator(BatchJobOperator):
                 f"{e}; items not done: {named}{' ...' if len(failed) > 20 else ''}", e.outcome
             ) from e
         result = self.indexed_result(jobs, items, namespace)
-        self.cleanup_after(outcome)
+        self._cleanup(outcome, context, jobs)
         result["outcome"] = outcome.to_dict()
         return result

@@ -293,11 +293,11 @@ class BaseBatchJobOperator(BaseOperator):
         )
         if outcome.state is JobState.SUCCEEDED:
             if cleanup:
-                self.cleanup_after(outcome)
+                self.cleanup_after(outcome, context)
             return outcome
         self.log_failed_pods(outcome)
         if cleanup:
-            self.cleanup_after(outcome)
+            self.cleanup_after(outcome, context)
         raise JobFailedError(
             f"Job {outcome.namespace}/{outcome.name} failed: {outcome.reason}: {outcome.message}",
             outcome.to_dict(),
@@ -338,15 +338,27 @@ class BaseBatchJobOperator(BaseOperator):
         if len(failed) > self.max_failed_pod_logs:
             self.log.error("%d more failed Pods not shown", len(failed) - self.max_failed_pod_logs)
 
-    def cleanup_after(self, outcome: JobOutcome) -> None:
-        """The outcome is read: delete the Job if ``delete_on_finish`` asks for it, else set its TTL."""
+    def cleanup_after(self, outcome: JobOutcome, context: Context | None = None) -> None:
+        """The outcome is read: delete the Job if ``delete_on_finish`` asks for it, else set its TTL.
+
+        A failed Job keeps its TTL held while a retry of the task is still to come: the retry
+        reads it to run only what failed (Indexed Jobs, groups).
+        """
         succeeded = outcome.state is JobState.SUCCEEDED
         ns, name = outcome.namespace, outcome.name
         if self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and succeeded):
             if self.hook.delete_job(ns, name, self.propagation_policy, uid=outcome.uid):
                 self.log.info("deleted Job %s/%s (delete_on_finish=%s)", ns, name, self.delete_on_finish)
-        else:
+        elif succeeded or not self.retry_pending(context):
             self.release_ttl(ns, name, outcome.uid)
+
+    @staticmethod
+    def retry_pending(context: Context | None) -> bool:
+        """Whether Airflow will run this task again if this try fails."""
+        if context is None:
+            return False
+        ti = context["ti"]
+        return int(ti.try_number or 1) <= int(getattr(ti, "max_tries", 0) or 0)
 
     def release_ttl(self, namespace: str, name: str, uid: str | None = None) -> None:
         """Set the ``ttlSecondsAfterFinished`` that ``hold_ttl`` kept back (one read, one patch if held)."""

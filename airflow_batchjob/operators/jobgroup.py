@@ -286,7 +286,8 @@ class JobGroupOperator(BatchJobOperator):
         n_succeeded = max(len(succeeded), int(counts.get("succeeded", 0)))
         ok = n_succeeded >= (self.min_success or 0) if self.failure_policy == "min_success" else not n_failed
         delete = self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and ok)
-        self._finish(hook, namespace, selector, jobs, delete=delete)
+        if delete or ok or not self.retry_pending(context):  # a retry re-runs only the failed items
+            self._finish(hook, namespace, selector, jobs, delete=delete)
         if not ok:
             names = ", ".join(repr(r["item"]) for r in failed[:20]) + (" ..." if len(failed) > 20 else "")
             total = max(len(table), int(counts.get("total", 0)))

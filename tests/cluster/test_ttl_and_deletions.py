@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
+import pendulum
 import pytest
 from kubernetes import client
 
@@ -21,7 +23,7 @@ from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from airflow_batchjob.triggers.job import wait_for_job
 from airflow_batchjob.triggers.jobgroup import wait_for_group
-from tests.cluster.helpers import jobs_in, new_dag, sleeper
+from tests.cluster.helpers import jobs_in, new_dag, script_template, sleeper
 
 pytestmark = pytest.mark.cluster
 
@@ -116,6 +118,30 @@ def test_indexed_rows_with_ttl_zero_keep_exit_codes_and_logs(
     ]
     assert "row bad" in rows[1]["log_tail"], rows
     _gone(api_client, namespace)
+
+
+def test_indexed_retry_with_ttl_zero_runs_only_the_failed_index(
+    run_dag: Any, api_client: Any, namespace: str, tmp_path: Path
+) -> None:
+    """The failed try's Job keeps its TTL held for the retry, which reads it to run index 1 only."""
+    script = 'echo "$ITEM" >> /out/runs; test "$ITEM" != bad'
+    with new_dag("ttl_retry") as dag:
+        IndexedJobOperator(
+            task_id="check",
+            namespace=namespace,
+            items=["ok-1", "bad", "ok-2"],
+            job_template=script_template(script, tmp_path, image="busybox"),
+            backoff_limit_per_index=0,
+            ttl_seconds_after_finished=0,
+            retries=1,
+            retry_delay=pendulum.duration(seconds=0),
+        )
+    result = run_dag(dag)["check"]
+    assert result["state"] == "failed" and result["try_number"] == 2
+    assert sorted((tmp_path / "runs").read_text().split()) == ["bad", "bad", "ok-1", "ok-2"]
+    table = result["xcom"]["items"]
+    assert table["failed_indexes"] == "1" and table["completed_indexes"] == "0,2"
+    _gone(api_client, namespace)  # the last try handed both attempts' Jobs their TTL
 
 
 def test_group_job_deleted_before_it_finished_ends_the_wait(
