@@ -107,10 +107,10 @@ async def wait_for_job(
         def decided_before_deletion(uid: str | None) -> dict[str, Any] | None:
             """The event for a Job deleted after its outcome was decided (e.g. ``ttlSecondsAfterFinished``
             0: the watch delivers its last state and its deletion together), judged on that state."""
-            last = next((j for j in sub.deleted.values() if uid is None or j["metadata"]["uid"] == uid), None)
-            if last is None:
+            gone = [j for j in sub.deleted.values() if uid is None or j["metadata"]["uid"] == uid]
+            if len(gone) != 1:  # none, or (by a selector) several: no one Job to judge
                 return None
-            verdict, outcome, why = check(last, wait)
+            verdict, outcome, why = check(gone[0], wait)
             if verdict is Verdict.WAITING:
                 return None
             say(f"Job {outcome.namespace}/{outcome.name}", outcome.summary(), final=True)
