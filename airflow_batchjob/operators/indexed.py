@@ -335,7 +335,7 @@ class IndexedJobOperator(BatchJobOperator):
     def _cleanup(self, outcome: JobOutcome, context: Context, jobs: list[dict[str, Any]]) -> None:
         """Clean up this try's Job; once no retry is to come, also hand earlier attempts their TTL."""
         self.cleanup_after(outcome, context)
-        if outcome.state is JobState.SUCCEEDED or not self.retry_pending(context):
+        if self.ttl_due(outcome.state is JobState.SUCCEEDED, context):
             earlier = [j for j in jobs if j["metadata"]["name"] != outcome.name]
             self.set_held_ttls(self.hook, outcome.namespace, earlier)
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DeletePolicy = Literal["never", "on_success", "always"]
+API_CONCURRENCY = 16  # concurrent API calls when an operator creates or patches many Jobs
 MAX_SUMMARY_PODS = 2000  # above this, the diagnostics summary does not list the Pods
 ON_KILL_SECONDS = 30
 _DELETE_POLICIES = ("never", "on_success", "always")
@@ -73,15 +74,16 @@ def run_wait(wait: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         previous = signal.getsignal(signal.SIGTERM)
-        chained = callable(previous) and threading.current_thread() is threading.main_thread()
-        if callable(previous) and chained:
-            loop.add_signal_handler(signal.SIGTERM, previous, int(signal.SIGTERM), None)
+        on_main = threading.current_thread() is threading.main_thread()  # where signals can be set
+        handler = previous if callable(previous) and on_main else None
+        if handler is not None:
+            loop.add_signal_handler(signal.SIGTERM, handler, int(signal.SIGTERM), None)
         try:
             return await wait
         finally:
-            if chained:
+            if handler is not None:
                 loop.remove_signal_handler(signal.SIGTERM)
-                signal.signal(signal.SIGTERM, previous)
+                signal.signal(signal.SIGTERM, handler)
 
     return asyncio.run(main())
 
@@ -349,16 +351,17 @@ class BaseBatchJobOperator(BaseOperator):
         if self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and succeeded):
             if self.hook.delete_job(ns, name, self.propagation_policy, uid=outcome.uid):
                 self.log.info("deleted Job %s/%s (delete_on_finish=%s)", ns, name, self.delete_on_finish)
-        elif succeeded or not self.retry_pending(context):
+        elif self.ttl_due(succeeded, context):
             self.release_ttl(ns, name, outcome.uid)
 
     @staticmethod
-    def retry_pending(context: Context | None) -> bool:
-        """Whether Airflow will run this task again if this try fails."""
-        if context is None:
-            return False
+    def ttl_due(ok: bool, context: Context | None) -> bool:
+        """Whether held TTLs are set now: after success, or once no retry of the task is to come
+        (a retry reads the failed try's Jobs to run only what failed)."""
+        if ok or context is None:
+            return True
         ti = context["ti"]
-        return int(ti.try_number or 1) <= int(getattr(ti, "max_tries", 0) or 0)
+        return int(ti.try_number or 1) > int(getattr(ti, "max_tries", 0) or 0)
 
     def release_ttl(self, namespace: str, name: str, uid: str | None = None) -> None:
         """Set the ``ttlSecondsAfterFinished`` that ``hold_ttl`` kept back (one read, one patch if held)."""
@@ -370,12 +373,9 @@ class BaseBatchJobOperator(BaseOperator):
     @staticmethod
     def set_held_ttls(hook: BatchJobHook, namespace: str, jobs: list[dict[str, Any]]) -> None:
         held = [(j["metadata"]["name"], ttl) for j in jobs if (ttl := held_ttl(j)) is not None]
-        if len(held) <= 1:
-            for name, ttl in held:
-                hook.set_ttl(namespace, name, ttl)
-            return
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda nt: hook.set_ttl(namespace, nt[0], nt[1]), held))
+        if held:
+            with ThreadPoolExecutor(min(API_CONCURRENCY, len(held))) as pool:
+                list(pool.map(lambda nt: hook.set_ttl(namespace, nt[0], nt[1]), held))
 
     def on_kill(self) -> None:
         """The task was killed while waiting in the worker: delete its Job(s) and their Pods.

@@ -34,14 +34,13 @@ from airflow_batchjob.exceptions import (
     JobTimeoutError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook
-from airflow_batchjob.operators.job import BatchJobOperator, run_wait
+from airflow_batchjob.operators.job import API_CONCURRENCY, BatchJobOperator, run_wait
 from airflow_batchjob.triggers.jobgroup import JobGroupTrigger, wait_for_group
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 LABEL_JOBGROUP = "jobgroup"  # the label Kubernetes' template-expansion recipe uses
-API_CONCURRENCY = 16
 
 
 class JobGroupOperator(BatchJobOperator):
@@ -286,7 +285,7 @@ class JobGroupOperator(BatchJobOperator):
         n_succeeded = max(len(succeeded), int(counts.get("succeeded", 0)))
         ok = n_succeeded >= (self.min_success or 0) if self.failure_policy == "min_success" else not n_failed
         delete = self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and ok)
-        if delete or ok or not self.retry_pending(context):  # a retry re-runs only the failed items
+        if delete or self.ttl_due(ok, context):
             self._finish(hook, namespace, selector, jobs, delete=delete)
         if not ok:
             names = ", ".join(repr(r["item"]) for r in failed[:20]) + (" ..." if len(failed) > 20 else "")
