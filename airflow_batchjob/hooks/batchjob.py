@@ -222,8 +222,12 @@ class BatchJobHook:
 
     def set_ttl(self, namespace: str, name: str, seconds: int) -> None:
         """Set ``ttlSecondsAfterFinished`` (mutable, also on finished Jobs); a Job already gone is fine."""
+        self.patch_job(namespace, name, {"spec": {"ttlSecondsAfterFinished": seconds}})
+
+    def patch_job(self, namespace: str, name: str, patch: Obj) -> None:
+        """Merge-patch a Job's mutable fields (annotations, TTL); a Job already gone is fine."""
         try:
-            self.batch.patch_namespaced_job(name, namespace, {"spec": {"ttlSecondsAfterFinished": seconds}})
+            self.batch.patch_namespaced_job(name, namespace, patch)
         except ApiException as e:
             if e.status != 404:
                 raise

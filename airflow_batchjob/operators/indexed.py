@@ -27,6 +27,7 @@ from airflow_batchjob.core.outcome import (
     outcome_from_job,
     parse_indexes,
 )
+from airflow_batchjob.core.reported import cleared_since_success
 from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedError
 from airflow_batchjob.hooks.batchjob import BatchJobHook
 from airflow_batchjob.operators.job import BatchJobOperator
@@ -144,24 +145,31 @@ class IndexedJobOperator(BatchJobOperator):
         else:
             done = self.merge(previous, items, hook, namespace, with_logs=False)
             todo = [r["index"] for r in done if r["state"] != JobState.SUCCEEDED.value]
-            if previous and not todo and self.reuse_succeeded:
-                return self.indexed_result(previous, items, namespace)
-            if not todo or not previous:
-                for j in previous:  # a clear of a finished run: run everything again
+            cleared = cleared_since_success(previous, self.max_tries(context)) and not self.reuse_succeeded
+            if not previous or cleared:
+                for j in previous:  # a clear of a task that succeeded: run everything again
                     hook.delete_job(namespace, j["metadata"]["name"], "Background", j["metadata"]["uid"])
                 previous, todo = [], list(range(len(items)))
-            else:
+            elif todo:
                 self.log.info(
                     "retry: %d of %d items still to run (failed or never run): indexes %s",
                     len(todo),
                     len(items),
                     format_indexes(todo),
                 )
-            job = self.create_attempt(context, hook, namespace, items, todo, attempt=len(previous) + 1)
+            if previous and not todo:  # an earlier try ended before it reported the outcome: keep it
+                job = previous[-1]
+                self.log.info(
+                    "every item already succeeded (Indexed Job %s/%s): keeping the result",
+                    namespace,
+                    job["metadata"]["name"],
+                )
+            else:
+                job = self.create_attempt(context, hook, namespace, items, todo, attempt=len(previous) + 1)
         name, uid = job["metadata"]["name"], job["metadata"]["uid"]
         ti.xcom_push(key="job_name", value=name)
         ti.xcom_push(key="job_namespace", value=namespace)
-        return self.wait(context, namespace, name, uid)
+        return self.wait(context, namespace, name, uid, job)
 
     def create_attempt(
         self,
@@ -203,8 +211,7 @@ class IndexedJobOperator(BatchJobOperator):
                 hook.core.replace_namespaced_config_map(
                     cm, namespace, {"metadata": {"name": cm}, "data": data}
                 )
-        job = self.create_or_adopt(hook, namespace, body)
-        assert job is not None
+        job = self.create_or_adopt(hook, namespace, body, context)
         owner = [
             {
                 "apiVersion": "batch/v1",
@@ -335,9 +342,11 @@ class IndexedJobOperator(BatchJobOperator):
     def _cleanup(self, outcome: JobOutcome, context: Context, jobs: list[dict[str, Any]]) -> None:
         """Clean up this try's Job; once no retry is to come, also hand earlier attempts their TTL."""
         self.cleanup_after(outcome, context)
-        if self.ttl_due(outcome.state is JobState.SUCCEEDED, context):
+        succeeded = outcome.state is JobState.SUCCEEDED
+        if self.ttl_due(succeeded, context):
             earlier = [j for j in jobs if j["metadata"]["name"] != outcome.name]
-            self.set_held_ttls(self.hook, outcome.namespace, earlier)
+            mark = self.success_mark(context) if succeeded else None
+            self.set_held_ttls(self.hook, outcome.namespace, earlier, mark)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         if self.resumed_without_event(context, event):

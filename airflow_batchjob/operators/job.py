@@ -2,9 +2,10 @@
 
 The Job's name is derived from the task instance (dag, task, run, map index), so a retry or a
 restarted worker finds the Job it already created instead of creating a second one: a running Job
-is adopted and waited on; a finished one is replaced by a fresh Job (a retry or a clear means run
-again) unless ``reuse_succeeded=True`` and it succeeded. Waiting is a watch, deferred to the
-triggerer by default; ``deferrable=False`` runs the same watch in the worker.
+is adopted and waited on; a failed one is replaced by a fresh Job; a succeeded one is kept unless
+the user cleared the task after a try reported it (``core/reported.py``). Waiting is a watch, in
+the worker for ``defer_after`` seconds, then deferred to the triggerer (``deferrable=False``: the
+same watch in the worker to the end).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import datetime as dt
 import signal
 import threading
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
@@ -26,6 +27,7 @@ from airflow_batchjob.core import naming
 from airflow_batchjob.core.diagnose import pod_summary
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
+from airflow_batchjob.core.reported import ANNOTATION_REPORTED, job_mark, keep_succeeded, reported_mark
 from airflow_batchjob.core.spec import (
     ContainerParams,
     JobOverrides,
@@ -35,6 +37,7 @@ from airflow_batchjob.core.spec import (
     hold_ttl,
     load_template,
 )
+from airflow_batchjob.core.wait import Verdict, WaitFor, check
 from airflow_batchjob.exceptions import (
     BatchJobError,
     InvalidJobTemplateError,
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
 
 DeletePolicy = Literal["never", "on_success", "always"]
 API_CONCURRENCY = 16  # concurrent API calls when an operator creates or patches many Jobs
+DEFER_AFTER = 5.0  # seconds a deferrable operator watches in the worker before it defers
 MAX_SUMMARY_PODS = 2000  # above this, the diagnostics summary does not list the Pods
 ON_KILL_SECONDS = 30
 _DELETE_POLICIES = ("never", "on_success", "always")
@@ -88,6 +92,14 @@ def run_wait(wait: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
     return asyncio.run(main())
 
 
+def decided_event(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The event a wait would report for a Job whose outcome is already decided; None if it is not."""
+    verdict, outcome, why = check(job, WaitFor())
+    if verdict is Verdict.WAITING:
+        return None
+    return {"status": verdict.value, "message": why, "job": outcome.to_dict()}
+
+
 class BaseBatchJobOperator(BaseOperator):
     """What every pattern's operator shares: connection, namespace, waiting, cleanup, failure logs.
 
@@ -97,6 +109,10 @@ class BaseBatchJobOperator(BaseOperator):
     :param pending_timeout: fail when a Pod stays unschedulable or cannot start its containers
         this long (off by default). The Job is then handled like a timeout: deleted only with
         ``delete_on_finish="always"``.
+    :param defer_after: with ``deferrable=True``, watch the Job in the worker this long (seconds or
+        a ``timedelta``; default 5) and defer only if its outcome is still open then. A short Job
+        finishes without a trigger round trip, and a Job already decided (adopted) never defers.
+        0 defers at once.
     """
 
     def __init__(
@@ -114,10 +130,14 @@ class BaseBatchJobOperator(BaseOperator):
         diagnostics: bool = True,
         diagnose_interval: float = 30.0,
         pending_timeout: dt.timedelta | float | None = None,
+        defer_after: dt.timedelta | float = DEFER_AFTER,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         pending = _seconds(pending_timeout)
+        self.defer_after = float(_seconds(defer_after) or 0.0)
+        if self.defer_after < 0:
+            raise InvalidJobTemplateError(f"defer_after={defer_after!r}: use 0 or a positive duration")
         if pending is not None and pending <= 0:
             raise InvalidJobTemplateError(f"pending_timeout={pending_timeout!r}: use a positive duration")
         if diagnose_interval <= 0:
@@ -157,11 +177,25 @@ class BaseBatchJobOperator(BaseOperator):
         return self.namespace or self.hook.default_namespace()
 
     # -- waiting ---------------------------------------------------------------------------
-    def wait(self, context: Context, namespace: str, name: str, uid: str) -> Any:
-        """Defer to the trigger, or run the same watch here; then hand the event to ``execute_complete``."""
+    def wait(
+        self, context: Context, namespace: str, name: str, uid: str, job: dict[str, Any] | None = None
+    ) -> Any:
+        """Wait for the Job's outcome and hand it to ``execute_complete``.
+
+        A Job already decided (``job``, as just read) finishes here. Otherwise the worker watches
+        it for ``defer_after`` seconds, then defers to the trigger (or, with ``deferrable=False``,
+        keeps watching here).
+        """
         self._job_ref = (namespace, name, uid)
         deadline = time.time() + self.wait_timeout if self.wait_timeout else None
-        if self.deferrable:
+
+        def watch(until: float | None) -> Coroutine[Any, Any, dict[str, Any]]:
+            return wait_for_job(namespace=namespace, job_name=name, job_uid=uid, **self.wait_options(until))
+
+        event = decided_event(job) if job is not None else None
+        if event is None:
+            event = self.wait_in_worker(watch, deadline)
+        if event is None:
             self.defer(
                 trigger=JobTrigger(
                     namespace=namespace,
@@ -178,12 +212,24 @@ class BaseBatchJobOperator(BaseOperator):
                 ),
                 method_name="execute_complete",
             )
-        self.prepare_kill()
-        event = run_wait(
-            wait_for_job(namespace=namespace, job_name=name, job_uid=uid, **self.wait_options(deadline))
-        )
         event.update(namespace=namespace, job_name=name, job_uid=uid)
         return self.execute_complete(context, event)
+
+    def wait_in_worker(
+        self, watch: Callable[[float | None], Coroutine[Any, Any, dict[str, Any]]], deadline: float | None
+    ) -> dict[str, Any] | None:
+        """Run the wait here: to the end (``deferrable=False``), or for at most ``defer_after``
+        seconds before deferring. None: not decided yet, defer."""
+        if self.deferrable and self.defer_after <= 0:
+            return None
+        brief = time.time() + self.defer_after if self.deferrable else None
+        briefly = brief is not None and (deadline is None or brief < deadline)
+        self.prepare_kill()
+        event = run_wait(watch(brief if briefly else deadline))
+        if briefly and event.get("status") == "timeout":
+            self.log.info("not decided after %.0fs in the worker: deferring", self.defer_after)
+            return None
+        return event
 
     def wait_options(self, deadline: float | None) -> dict[str, Any]:
         """How a wait in the worker runs: the same settings the triggers get, logging to the task log."""
@@ -341,7 +387,8 @@ class BaseBatchJobOperator(BaseOperator):
             self.log.error("%d more failed Pods not shown", len(failed) - self.max_failed_pod_logs)
 
     def cleanup_after(self, outcome: JobOutcome, context: Context | None = None) -> None:
-        """The outcome is read: delete the Job if ``delete_on_finish`` asks for it, else set its TTL.
+        """The outcome is read: delete the Job if ``delete_on_finish`` asks for it, else set its TTL
+        and, on success, mark it reported (``core/reported.py``).
 
         A failed Job keeps its TTL held while a retry of the task is still to come: the retry
         reads it to run only what failed (Indexed Jobs, groups).
@@ -351,8 +398,8 @@ class BaseBatchJobOperator(BaseOperator):
         if self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and succeeded):
             if self.hook.delete_job(ns, name, self.propagation_policy, uid=outcome.uid):
                 self.log.info("deleted Job %s/%s (delete_on_finish=%s)", ns, name, self.delete_on_finish)
-        elif self.ttl_due(succeeded, context):
-            self.release_ttl(ns, name, outcome.uid)
+        elif succeeded or self.ttl_due(succeeded, context):
+            self.release_ttl(ns, name, outcome.uid, mark=self.success_mark(context) if succeeded else None)
 
     @staticmethod
     def ttl_due(ok: bool, context: Context | None) -> bool:
@@ -363,19 +410,49 @@ class BaseBatchJobOperator(BaseOperator):
         ti = context["ti"]
         return int(ti.try_number or 1) > int(getattr(ti, "max_tries", 0) or 0)
 
-    def release_ttl(self, namespace: str, name: str, uid: str | None = None) -> None:
-        """Set the ``ttlSecondsAfterFinished`` that ``hold_ttl`` kept back (one read, one patch if held)."""
+    @staticmethod
+    def max_tries(context: Context | None) -> int:
+        """The task instance's ``max_tries``: a clear sets a new one (``core/reported.py``)."""
+        return int(getattr(context["ti"], "max_tries", 0) or 0) if context is not None else 0
+
+    @staticmethod
+    def success_mark(context: Context | None) -> str | None:
+        """What a succeeding try writes on the Jobs it reports, so a later try can tell a user's
+        clear (run again) from Airflow failing this try after the work was done (keep it)."""
+        if context is None:
+            return None
+        ti = context["ti"]
+        return reported_mark(int(ti.try_number or 1), BaseBatchJobOperator.max_tries(context))
+
+    def release_ttl(self, namespace: str, name: str, uid: str | None = None, mark: str | None = None) -> None:
+        """Set the ``ttlSecondsAfterFinished`` that ``hold_ttl`` kept back, and the success mark
+        (one read, one patch if anything is to change)."""
         hook = self.hook
         job = hook.get_job(namespace, name)
         if job is not None and (uid is None or job["metadata"]["uid"] == uid):
-            self.set_held_ttls(hook, namespace, [job])
+            self.set_held_ttls(hook, namespace, [job], mark)
 
     @staticmethod
-    def set_held_ttls(hook: BatchJobHook, namespace: str, jobs: list[dict[str, Any]]) -> None:
-        held = [(j["metadata"]["name"], ttl) for j in jobs if (ttl := held_ttl(j)) is not None]
-        if held:
-            with ThreadPoolExecutor(min(API_CONCURRENCY, len(held))) as pool:
-                list(pool.map(lambda nt: hook.set_ttl(namespace, nt[0], nt[1]), held))
+    def set_held_ttls(
+        hook: BatchJobHook, namespace: str, jobs: list[dict[str, Any]], mark: str | None = None
+    ) -> None:
+        """Give each Job its held TTL; with ``mark``, also mark the succeeded ones reported."""
+        patches = []
+        for job in jobs:
+            patch: dict[str, Any] = {}
+            if (ttl := held_ttl(job)) is not None:
+                patch["spec"] = {"ttlSecondsAfterFinished": ttl}
+            if (
+                mark is not None
+                and outcome_from_job(job).state is JobState.SUCCEEDED
+                and ((job["metadata"].get("annotations") or {}).get(ANNOTATION_REPORTED) != mark)
+            ):
+                patch["metadata"] = {"annotations": {ANNOTATION_REPORTED: mark}}
+            if patch:
+                patches.append((job["metadata"]["name"], patch))
+        if patches:
+            with ThreadPoolExecutor(min(API_CONCURRENCY, len(patches))) as pool:
+                list(pool.map(lambda np: hook.patch_job(namespace, np[0], np[1]), patches))
 
     def on_kill(self) -> None:
         """The task was killed while waiting in the worker: delete its Job(s) and their Pods.
@@ -428,8 +505,9 @@ class BatchJobOperator(BaseBatchJobOperator):
     Job's name, namespace, uid and outcome; also pushes ``job_name``/``job_namespace``/``job_uid``
     right after creating it.
 
-    :param reuse_succeeded: if this task instance's Job already succeeded (e.g. the task is
-        cleared), return its result instead of running it again. Default: run again.
+    :param reuse_succeeded: if this task instance's Job already succeeded, return its result
+        even when the user cleared the task after it succeeded. Default: a clear runs it again.
+        (A retry always keeps a succeeded Job whose outcome the failed try never reported.)
     :param delete_on_finish: ``never`` (default), ``on_success`` or ``always``.
     :param wait_timeout: fail (and delete the Job if ``delete_on_finish="always"``) after this long.
     """
@@ -585,23 +663,23 @@ class BatchJobOperator(BaseBatchJobOperator):
         namespace = self.resolve_namespace()
         body = self.build(context, namespace)
         name = body["metadata"]["name"]
-        hook = self.hook
-        job = self.create_or_adopt(hook, namespace, body)
-        if job is None:  # reuse_succeeded and the earlier Job succeeded
-            existing = hook.get_job(namespace, name)
-            assert existing is not None
-            return self.result(outcome_from_job(existing))
+        job = self.create_or_adopt(self.hook, namespace, body, context)
         uid = job["metadata"]["uid"]
         ti = context["ti"]
         ti.xcom_push(key="job_name", value=name)
         ti.xcom_push(key="job_namespace", value=namespace)
         ti.xcom_push(key="job_uid", value=uid)
-        return self.wait(context, namespace, name, uid)
+        return self.wait(context, namespace, name, uid, job)
 
     def create_or_adopt(
-        self, hook: BatchJobHook, namespace: str, body: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """Create the Job, or adopt / replace / reuse the one this task instance already created."""
+        self, hook: BatchJobHook, namespace: str, body: dict[str, Any], context: Context | None = None
+    ) -> dict[str, Any]:
+        """Create the Job, or adopt / keep / replace the one this task instance already created.
+
+        Adopted: a running Job, and a succeeded one that ``keep_succeeded`` says an earlier try
+        left unreported (or ``reuse_succeeded``). Replaced: a failed Job, and one whose success a
+        try reported before the user cleared the task. The caller finishes a kept Job at once.
+        """
         name = body["metadata"]["name"]
         for _ in range(3):
             existing = hook.get_job(namespace, name)
@@ -617,17 +695,26 @@ class BatchJobOperator(BaseBatchJobOperator):
                         outcome.summary(),
                     )
                     return existing
-                if self.reuse_succeeded and outcome.state is JobState.SUCCEEDED:
+                if outcome.state is JobState.SUCCEEDED and (
+                    self.reuse_succeeded or keep_succeeded(existing, self.max_tries(context))
+                ):
                     self.log.info(
-                        "Job %s/%s already succeeded; reusing it (reuse_succeeded=True)", namespace, name
+                        "Job %s/%s (uid %s) already succeeded; keeping it (%s)",
+                        namespace,
+                        name,
+                        uid,
+                        "reuse_succeeded=True"
+                        if self.reuse_succeeded
+                        else "an earlier try of this task ended before it reported the outcome",
                     )
-                    return None
+                    return existing
                 self.log.info(
-                    "Job %s/%s from an earlier try ended %s (%s); replacing it with a fresh Job",
+                    "Job %s/%s from an earlier try ended %s (%s); replacing it with a fresh Job%s",
                     namespace,
                     name,
                     outcome.state.value,
                     outcome.reason,
+                    " (the task was cleared after it succeeded)" if job_mark(existing) else "",
                 )
                 hook.delete_job(namespace, name, "Background", uid=uid)
                 hook.wait_deleted(namespace, name, uid)

@@ -4,7 +4,8 @@ Kubernetes' recipe renders a Job template per item with ``sed`` and labels the J
 ``jobgroup=<name>``. Here items are data: each Job gets its item as environment variables
 (``ITEM``, plus one per scalar key of an object item), never spliced into the spec's text. Job
 names are deterministic per item, so a retry adopts what exists: succeeded Jobs are kept, running
-ones waited on, failed ones replaced, missing ones created.
+ones waited on, failed ones replaced, missing ones created. A user's clear of a task that
+succeeded runs every item again (``core/reported.py`` tells a clear from a retry).
 
 ``max_active_jobs`` is enforced with Kubernetes' own ``suspend``: every Job is created at once
 (visible to ``kubectl get jobs -l jobgroup=...``, adoptable by a retry, created in one concurrent
@@ -15,7 +16,7 @@ suspended Job has no Pods and its ``activeDeadlineSeconds`` clock does not run.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,6 +27,7 @@ from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.group import ANNOTATION_ITEM_INDEX, ANNOTATION_QUEUED, GroupGoal, item_index
 from airflow_batchjob.core.items import Item, item_env, normalize_items
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
+from airflow_batchjob.core.reported import keep_succeeded
 from airflow_batchjob.exceptions import (
     BatchJobError,
     InvalidJobTemplateError,
@@ -34,7 +36,7 @@ from airflow_batchjob.exceptions import (
     JobTimeoutError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook
-from airflow_batchjob.operators.job import API_CONCURRENCY, BatchJobOperator, run_wait
+from airflow_batchjob.operators.job import API_CONCURRENCY, BatchJobOperator
 from airflow_batchjob.triggers.jobgroup import JobGroupTrigger, wait_for_group
 
 if TYPE_CHECKING:
@@ -139,7 +141,7 @@ class JobGroupOperator(BatchJobOperator):
         self._group_ref = (namespace, selector)  # from here on, a killed task deletes what it created
         self.prepare_kill()
         hook = self.hook
-        self.reconcile(hook, namespace, selector, bodies)
+        self.reconcile(hook, namespace, selector, bodies, self.max_tries(context))
         ti.xcom_push(key="group", value=group)
         ti.xcom_push(key="namespace", value=namespace)
         ti.xcom_push(key="selector", value=selector)
@@ -149,9 +151,15 @@ class JobGroupOperator(BatchJobOperator):
         return self.wait_group(context, namespace, selector, len(bodies))
 
     def reconcile(
-        self, hook: BatchJobHook, namespace: str, selector: str, bodies: list[dict[str, Any]]
+        self,
+        hook: BatchJobHook,
+        namespace: str,
+        selector: str,
+        bodies: list[dict[str, Any]],
+        max_tries: int = 0,
     ) -> None:
-        """Create the group's Jobs concurrently; adopt succeeded/running ones, replace failed ones."""
+        """Create the group's Jobs concurrently; adopt running and succeeded ones, replace failed
+        ones, and succeeded ones too if the user cleared the task after it succeeded."""
         existing = {j["metadata"]["name"]: j for j in hook.list_jobs(namespace, selector)}
         to_create, to_replace, kept_running = [], [], 0
         for body in bodies:
@@ -160,7 +168,11 @@ class JobGroupOperator(BatchJobOperator):
                 to_create.append(body)
                 continue
             outcome = outcome_from_job(job)
-            if outcome.state is JobState.FAILED:
+            if outcome.state is JobState.FAILED or (
+                outcome.state is JobState.SUCCEEDED
+                and not self.reuse_succeeded
+                and not keep_succeeded(job, max_tries)
+            ):
                 to_replace.append((body, job["metadata"]["uid"]))
             elif not outcome.done and not (job.get("spec") or {}).get("suspend"):
                 kept_running += 1
@@ -192,7 +204,7 @@ class JobGroupOperator(BatchJobOperator):
             list(pool.map(lambda b: self._create(hook, namespace, b), fresh))
         if fresh:
             self.log.info(
-                "created %d Jobs (%d replacing failed ones) in %.1fs; group selector %s",
+                "created %d Jobs (%d replacing finished ones) in %.1fs; group selector %s",
                 len(fresh),
                 len(to_replace),
                 time.monotonic() - t0,
@@ -218,7 +230,18 @@ class JobGroupOperator(BatchJobOperator):
     def wait_group(self, context: Context, namespace: str, selector: str, expected: int) -> Any:
         deadline = time.time() + self.wait_timeout if self.wait_timeout else None
         goal = self._goal(expected)
-        if self.deferrable:
+
+        def watch(until: float | None) -> Coroutine[Any, Any, dict[str, Any]]:
+            return wait_for_group(
+                namespace=namespace,
+                label_selector=selector,
+                goal=goal,
+                max_active=self.max_active_jobs,
+                **self.wait_options(until),
+            )
+
+        event = self.wait_in_worker(watch, deadline)
+        if event is None:
             self.defer(
                 trigger=JobGroupTrigger(
                     namespace=namespace,
@@ -235,15 +258,6 @@ class JobGroupOperator(BatchJobOperator):
                 ),
                 method_name="execute_complete",
             )
-        event = run_wait(
-            wait_for_group(
-                namespace=namespace,
-                label_selector=selector,
-                goal=goal,
-                max_active=self.max_active_jobs,
-                **self.wait_options(deadline),
-            )
-        )
         event.update(namespace=namespace, label_selector=selector)
         return self.execute_complete(context, event)
 
@@ -286,7 +300,8 @@ class JobGroupOperator(BatchJobOperator):
         ok = n_succeeded >= (self.min_success or 0) if self.failure_policy == "min_success" else not n_failed
         delete = self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and ok)
         if delete or self.ttl_due(ok, context):
-            self._finish(hook, namespace, selector, jobs, delete=delete)
+            mark = self.success_mark(context) if ok else None
+            self._finish(hook, namespace, selector, jobs, delete=delete, mark=mark)
         if not ok:
             names = ", ".join(repr(r["item"]) for r in failed[:20]) + (" ..." if len(failed) > 20 else "")
             total = max(len(table), int(counts.get("total", 0)))
@@ -294,13 +309,20 @@ class JobGroupOperator(BatchJobOperator):
         return table
 
     def _finish(
-        self, hook: BatchJobHook, namespace: str, selector: str, jobs: list[dict[str, Any]], delete: bool
+        self,
+        hook: BatchJobHook,
+        namespace: str,
+        selector: str,
+        jobs: list[dict[str, Any]],
+        delete: bool,
+        mark: str | None = None,
     ) -> None:
-        """The group's outcome is read: delete its Jobs, or hand them their held-back TTL."""
+        """The group's outcome is read: delete its Jobs, or hand them their held-back TTL (and,
+        when the task succeeds, the success mark)."""
         if delete:
             hook.delete_jobs(namespace, selector, self.propagation_policy)
         else:
-            self.set_held_ttls(hook, namespace, jobs)
+            self.set_held_ttls(hook, namespace, jobs, mark)
 
     @staticmethod
     def _row(job: dict[str, Any]) -> dict[str, Any]:

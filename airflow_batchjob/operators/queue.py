@@ -214,11 +214,7 @@ class QueueJobOperator(BatchJobOperator):
             if e.status != 409:
                 raise
             hook.core.replace_namespaced_secret(self.secret_name(name), namespace, secret)
-        job = self.create_or_adopt(hook, namespace, body)
-        if job is None:
-            existing = hook.get_job(namespace, name)
-            assert existing is not None
-            job = existing
+        job = self.create_or_adopt(hook, namespace, body, context)
         owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"]}]
         hook.core.patch_namespaced_secret(
             self.secret_name(name), namespace, {"metadata": {"ownerReferences": owner}}
@@ -226,7 +222,7 @@ class QueueJobOperator(BatchJobOperator):
         ti = context["ti"]
         ti.xcom_push(key="job_name", value=name)
         ti.xcom_push(key="job_namespace", value=namespace)
-        return self.wait(context, namespace, name, job["metadata"]["uid"])
+        return self.wait(context, namespace, name, job["metadata"]["uid"], job)
 
     def queue_stats(self) -> dict[str, Any]:
         url = broker_url(self.broker, self.conn_id)

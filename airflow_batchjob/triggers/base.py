@@ -1,7 +1,9 @@
-"""What the provider's triggers share: serialising only what differs from the defaults."""
+"""What the provider's triggers share: serialising only what differs from the defaults, and
+holding an early event until the task's defer-exit has surely been reported."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import time
@@ -46,3 +48,31 @@ class ProgressLog:
         if final or not self.last_line or now - self.last_time >= self.interval:
             self.progress(f"{prefix}: {line}")
             self.last_line, self.last_time = line, now
+
+
+# Airflow's open defer race (apache/airflow#71580, #72716): the worker's exit after ``defer()`` is
+# reported by the executor as a "success" of the try, and the scheduler handles that report some
+# time later. If the trigger fires first and the resumed try is already queued or running by then,
+# the scheduler takes the stale report for a task killed behind its back and fails the try. So a
+# trigger never fires sooner than this after it starts running (it starts after the task deferred):
+# long enough for the scheduler to have drained the report (README, "Deferring safely", has the
+# measured window). An event that comes later is not held at all. A deployment sets it with
+# ``[batchjob] defer_settle_seconds`` (read by the triggerer; 0 turns the hold off).
+SETTLE_SECONDS = 15.0
+
+
+def settle_seconds(configured: float | None) -> float:
+    """The hold: the trigger's own value if given, else ``[batchjob] defer_settle_seconds``."""
+    if configured is not None:
+        return configured
+    from airflow.configuration import conf
+
+    return conf.getfloat("batchjob", "defer_settle_seconds", fallback=SETTLE_SECONDS)
+
+
+async def settle(started: float, seconds: float, log: Any) -> None:
+    """Sleep until ``seconds`` after ``started`` (``time.monotonic()`` when the trigger began)."""
+    left = started + seconds - time.monotonic()
+    if left > 0:
+        log.info("decided %.1fs after the trigger started: holding it %.1fs more", seconds - left, left)
+        await asyncio.sleep(left)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict, WaitFor, check
 from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory, Job
-from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults
+from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults, settle, settle_seconds
 from airflow_batchjob.triggers.diagnostics import watched
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,9 @@ class JobTrigger(SerializedByDefaults):
     Serialises identity only (namespace, name or selector, uid, goal, deadline): never the spec.
     With ``delete_on_kill``, a user killing the deferred task (mark failed / success, clear)
     deletes the Job and its Pods (Airflow 3.3+ ``on_kill``); a triggerer restart never does.
+    Never fires sooner than ``settle_seconds`` (default: ``[batchjob] defer_settle_seconds``,
+    15) after it starts running (``triggers/base.py``:
+    Airflow's defer race).
     """
 
     def __init__(
@@ -192,8 +196,10 @@ class JobTrigger(SerializedByDefaults):
         diagnostics: bool = False,
         diagnose_interval: float = 30.0,
         pending_timeout: float | None = None,
+        settle_seconds: float | None = None,
     ) -> None:
         super().__init__()
+        self.settle_seconds = settle_seconds
         self.diagnose_interval = diagnose_interval
         self.diagnostics = diagnostics
         self.pending_timeout = pending_timeout
@@ -209,6 +215,7 @@ class JobTrigger(SerializedByDefaults):
         self.progress_interval = progress_interval
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        started = time.monotonic()
         try:
             event = await wait_for_job(
                 namespace=self.namespace,
@@ -230,6 +237,7 @@ class JobTrigger(SerializedByDefaults):
             )
             event = {"status": "error", "message": f"{type(e).__name__}: {e}", "job": None}
         event.update(namespace=self.namespace, job_name=self.job_name, job_uid=self.job_uid)
+        await settle(started, settle_seconds(self.settle_seconds), self.log)
         yield TriggerEvent(event)
 
     async def on_kill(self) -> None:

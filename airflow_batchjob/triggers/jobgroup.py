@@ -9,6 +9,7 @@ build its per-item table.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict
 from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory, Job
-from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults
+from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults, settle, settle_seconds
 from airflow_batchjob.triggers.diagnostics import watched
 
 
@@ -125,7 +126,11 @@ async def wait_for_group(
 
 
 class JobGroupTrigger(SerializedByDefaults):
-    """Fires once when a group of Jobs (by label selector) meets its goal, fails it, or times out."""
+    """Fires once when a group of Jobs (by label selector) meets its goal, fails it, or times out.
+
+    Never sooner than ``settle_seconds`` after it starts running (``triggers/base.py``: Airflow's
+    defer race).
+    """
 
     def __init__(
         self,
@@ -141,8 +146,10 @@ class JobGroupTrigger(SerializedByDefaults):
         diagnostics: bool = False,
         diagnose_interval: float = 30.0,
         pending_timeout: float | None = None,
+        settle_seconds: float | None = None,
     ) -> None:
         super().__init__()
+        self.settle_seconds = settle_seconds
         self.diagnose_interval = diagnose_interval
         self.diagnostics = diagnostics
         self.pending_timeout = pending_timeout
@@ -156,6 +163,7 @@ class JobGroupTrigger(SerializedByDefaults):
         self.progress_interval = progress_interval
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        started = time.monotonic()
         try:
             event = await wait_for_group(
                 namespace=self.namespace,
@@ -174,6 +182,7 @@ class JobGroupTrigger(SerializedByDefaults):
             self.log.exception("waiting on Jobs %s in %s failed", self.label_selector, self.namespace)
             event = {"status": "error", "message": f"{type(e).__name__}: {e}", "counts": None}
         event.update(namespace=self.namespace, label_selector=self.label_selector)
+        await settle(started, settle_seconds(self.settle_seconds), self.log)
         yield TriggerEvent(event)
 
     async def on_kill(self) -> None:

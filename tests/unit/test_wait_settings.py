@@ -3,7 +3,8 @@
 The operators hand their wait settings to a trigger (deferrable) or to the wait coroutine
 (``deferrable=False``) through two different code paths; a setting carried by one and not the
 other (``diagnose_interval`` once was) silently behaves differently in the default mode.
-Deferring raises ``TaskDeferred`` before any API call, so this needs no cluster.
+With ``defer_after=0``, deferring raises ``TaskDeferred`` before any API call, so this needs no
+cluster.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def _carried(op: BaseBatchJobOperator, trigger: Any) -> None:
 
 
 def test_job_wait_settings_reach_the_trigger() -> None:
-    op = BatchJobOperator(task_id="t", namespace="ns", image="busybox", cmds=["true"], **SETTINGS)
+    op = BatchJobOperator(
+        task_id="t", namespace="ns", image="busybox", cmds=["true"], defer_after=0, **SETTINGS
+    )
     with pytest.raises(TaskDeferred) as deferred:
         op.wait({}, "ns", "job-1", "uid-1")  # type: ignore[arg-type]
     _carried(op, deferred.value.trigger)
@@ -43,7 +46,13 @@ def test_job_wait_settings_reach_the_trigger() -> None:
 
 def test_group_wait_settings_reach_the_trigger() -> None:
     op = JobGroupOperator(
-        task_id="t", namespace="ns", image="busybox", cmds=["true"], items=["a", "b"], **SETTINGS
+        task_id="t",
+        namespace="ns",
+        image="busybox",
+        cmds=["true"],
+        items=["a", "b"],
+        defer_after=0,
+        **SETTINGS,
     )
     with pytest.raises(TaskDeferred) as deferred:
         op.wait_group({}, "ns", "jobgroup=g", 2)  # type: ignore[arg-type]

@@ -1,0 +1,181 @@
+"""Airflow's real services around the local cluster: api-server, scheduler, triggerer and
+dag-processor (LocalExecutor, SQLite), each its own process, as a deployment runs them.
+
+``dag.test()`` and ``airflow tasks test`` run a task, its trigger and its resumption in one
+process, which hides the races between the scheduler, the executor and the triggerer. The demo
+and the tests that must see those races run DAGs here instead::
+
+    with AirflowStack(dags_folder, env={"BATCHJOB_EXAMPLE_NAMESPACE": ns}) as stack:
+        stack.wait_parsed(["my_dag"])
+        stack.trigger("my_dag", "run-1")
+        print(stack.wait_runs(["my_dag"], "run-1", timeout=600))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("api-server", "scheduler", "triggerer", "dag-processor")
+MISMATCH = re.compile(r"finished with state (\w+), but the task instance's state attribute is (\w+)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class AirflowStack:
+    """The four services on a private ``AIRFLOW_HOME`` (kept on failure for its logs)."""
+
+    def __init__(self, dags_folder: Path, env: dict[str, str] | None = None, parallelism: int = 8) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="batchjob-airflow-stack-"))
+        self.port = free_port()
+        self.db = self.home / "airflow.db"
+        self.airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "PYTHONPATH": os.pathsep.join([str(ROOT), str(dags_folder)]),
+                **(env or {}),
+            }
+        )
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def __enter__(self) -> AirflowStack:
+        self.run("db", "migrate")
+        try:
+            for svc in SERVICES:
+                with open(self.home / f"{svc}.log", "wb") as log:
+                    self.procs[svc] = subprocess.Popen(
+                        [self.airflow, svc],
+                        env=self.env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=2)
+                    return self
+                except OSError:
+                    if time.monotonic() > deadline:
+                        where = self.home / "api-server.log"
+                        raise RuntimeError(f"api-server did not start; see {where}") from None
+                    time.sleep(1)
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.procs.clear()
+
+    def run(self, *args: str) -> None:
+        subprocess.run([self.airflow, *args], env=self.env, check=True, stdout=subprocess.DEVNULL)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db) as conn:
+            return list(conn.execute(sql, params))
+
+    def wait_parsed(self, dag_ids: list[str], timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                have = {r[0] for r in self.query("select dag_id from dag where is_stale = 0")}
+                errors = self.query("select filename, stacktrace from import_error")
+            except sqlite3.Error:
+                have, errors = set(), []
+            if errors:
+                raise RuntimeError(f"DAGs failed to import: {errors}")
+            if set(dag_ids) <= have:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"the dag-processor did not parse {dag_ids}; see {self.home}/dag-processor.log")
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any] | None = None) -> None:
+        self.run("dags", "unpause", dag_id)
+        args = ["dags", "trigger", dag_id, "-r", run_id]
+        if conf:
+            args += ["-c", json.dumps(conf)]
+        self.run(*args)
+
+    def wait_runs(self, dag_ids: list[str], run_id: str, timeout: float) -> dict[str, tuple[str, str, float]]:
+        """``{dag_id: (state, task states as JSON, seconds)}`` once every run ended (or timed out)."""
+        deadline = time.monotonic() + timeout
+        results: dict[str, tuple[str, str, float]] = {}
+        while time.monotonic() < deadline and len(results) < len(dag_ids):
+            for dag_id, state, start, end in self.query(
+                "select dag_id, state, start_date, end_date from dag_run where run_id = ?", run_id
+            ):
+                if dag_id in dag_ids and state in ("success", "failed") and dag_id not in results:
+                    tasks = dict(
+                        self.query(
+                            "select state, count(*) from task_instance where dag_id = ? "
+                            "and run_id = ? group by state",
+                            dag_id,
+                            run_id,
+                        )
+                    )
+                    secs = (_ts(end) - _ts(start)) if start and end else float("nan")
+                    results[dag_id] = (state, json.dumps(tasks, sort_keys=True), secs)
+            time.sleep(2)
+        for dag_id in dag_ids:
+            results.setdefault(dag_id, ("timeout", "", float("nan")))
+        return results
+
+    def log(self, service: str) -> str:
+        return (self.home / f"{service}.log").read_text(errors="replace")
+
+    def state_mismatches(self) -> list[str]:
+        """The scheduler's "state mismatch" lines: a try failed by a stale executor report."""
+        return [line for line in self.log("scheduler").splitlines() if MISMATCH.search(line)]
+
+
+def _ts(value: str) -> float:
+    return dt.datetime.fromisoformat(value).timestamp()

@@ -1,0 +1,59 @@
+"""Airflow's defer race, on the real scheduler, LocalExecutor and triggerer (not ``dag.test()``).
+
+The DAG ``tests/stack/dags/defer_race.py`` sends very short Jobs through every operator and a
+sensor, each deferring at once, so every trigger decides within a second or two of its task's
+deferral. Without the trigger's settle time, the scheduler takes the executor's stale report of
+the deferring worker's exit for a task killed behind its back ("state mismatch"), fails the
+resumed try, and the retry runs the finished work again. Several runs go at once, as load makes
+the scheduler slower to drain that report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_batchjob.core import naming
+from localcluster.airflowstack import AirflowStack
+from tests.cluster.helpers import jobs_in
+
+pytestmark = pytest.mark.cluster
+
+DAGS = Path(__file__).parent / "dags"
+RUNS = 3
+JOBS_PER_RUN = 6 + 3 + 1 + 1 + 1 + 1 + 1  # plain (mapped), group items, indexed, 2 queues, sensed, in_worker
+
+
+def test_short_deferred_jobs_never_lose_a_try(local_cluster: Any, api_client: Any, namespace: str) -> None:
+    runs = [f"race-{i}" for i in range(RUNS)]
+    with AirflowStack(DAGS, env={"BATCHJOB_TEST_NAMESPACE": namespace}) as stack:
+        stack.wait_parsed(["defer_race"])
+        for run_id in runs:
+            stack.trigger("defer_race", run_id)
+        results = {r: stack.wait_runs(["defer_race"], r, timeout=900)["defer_race"] for r in runs}
+        mismatches = stack.state_mismatches()
+        tries = Counter(
+            (task_id, try_number)
+            for task_id, try_number in stack.query(
+                "select task_id, try_number from task_instance where dag_id = 'defer_race'"
+            )
+        )
+        deferred = sum(
+            "Pausing task as DEFERRED" in p.read_text(errors="replace")
+            for p in (stack.home / "logs").rglob("*.log")
+        )
+    failed = {r: v for r, v in results.items() if v[0] != "success"}
+    assert not mismatches, f"the scheduler failed tries behind their back: {mismatches[:5]}"
+    assert not failed, f"runs did not succeed: {failed}; logs in {stack.home}"
+    assert all(t == 1 for (_, t) in tries), f"some tasks needed a second try: {sorted(tries.items())}"
+    # Every deferring task did defer (the race was really offered): 6 plain + group + indexed +
+    # 2 queues + sensed + sensor per run; in_worker never defers.
+    assert deferred >= RUNS * 12, f"only {deferred} task tries deferred"
+    jobs = jobs_in(api_client, namespace)
+    per_try = Counter(j.metadata.labels.get(naming.LABEL_TRY) for j in jobs)
+    assert len(jobs) == RUNS * JOBS_PER_RUN, json.dumps(sorted(j.metadata.name for j in jobs))
+    assert per_try == {"1": RUNS * JOBS_PER_RUN}, f"Jobs created by later tries: {per_try}"
