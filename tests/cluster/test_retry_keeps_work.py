@@ -3,8 +3,8 @@ task that succeeded runs it again (``core/reported.py``).
 
 The Airflow-side failure is played by a subclass whose first try fails right after (or right
 before) the operator read the outcome: what the scheduler's defer race, a lost state report or a
-worker lost at the wrong moment do to a try. A clear is ``dag.test()`` again for the same logical
-date, which clears the task instances as the UI's "Clear" does (a new ``max_tries``).
+worker lost at the wrong moment do to a try. The clear of a task that succeeded runs on the real
+scheduler: ``tests/stack/test_defer_race.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from tests.cluster.helpers import jobs_in, new_dag
 
 pytestmark = pytest.mark.cluster
-WHEN = pendulum.datetime(2025, 3, 1, tz="UTC")
 
 
 class _FirstTryLost:
@@ -62,23 +61,16 @@ def _tries(api_client: Any, namespace: str) -> set[str]:
 
 
 CASES = [
-    ("job", LosingJob, BatchJobOperator, {"cmds": ["sh", "-c", "echo once"]}),
-    ("group", LosingGroup, JobGroupOperator, {"cmds": ["sh", "-c", "echo $ITEM"], "items": ["a", "b", "c"]}),
-    ("indexed", LosingIndexed, IndexedJobOperator, {"cmds": ["cat"], "items": ["x", "y"]}),
+    ("job", LosingJob, {"cmds": ["sh", "-c", "echo once"]}),
+    ("group", LosingGroup, {"cmds": ["sh", "-c", "echo $ITEM"], "items": ["a", "b", "c"]}),
+    ("indexed", LosingIndexed, {"cmds": ["cat"], "items": ["x", "y"]}),
 ]
 
 
 @pytest.mark.parametrize("lose", ["after", "before"])
-@pytest.mark.parametrize(("kind", "cls", "plain", "params"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("kind", "cls", "params"), CASES, ids=[c[0] for c in CASES])
 def test_retry_after_airflow_failure_keeps_succeeded_jobs(
-    run_dag: Any,
-    api_client: Any,
-    namespace: str,
-    kind: str,
-    cls: Any,
-    plain: Any,
-    params: dict[str, Any],
-    lose: str,
+    run_dag: Any, api_client: Any, namespace: str, kind: str, cls: Any, params: dict[str, Any], lose: str
 ) -> None:
     with new_dag(f"keep_{kind}_{lose}") as dag:
         op = cls(
@@ -97,26 +89,3 @@ def test_retry_after_airflow_failure_keeps_succeeded_jobs(
     assert len(_uids(api_client, namespace)) == expected
     marks = {(j.metadata.annotations or {}).get(ANNOTATION_REPORTED) for j in jobs_in(api_client, namespace)}
     assert marks == {"try=2,max_tries=1"}, "the succeeding try marks what it reported"
-
-
-@pytest.mark.parametrize(("kind", "cls", "plain", "params"), CASES, ids=[c[0] for c in CASES])
-def test_clear_after_success_runs_again(
-    run_dag: Any,
-    api_client: Any,
-    namespace: str,
-    kind: str,
-    cls: Any,
-    plain: Any,
-    params: dict[str, Any],
-) -> None:
-    with new_dag(f"clear_{kind}") as dag:
-        plain(task_id="work", namespace=namespace, image="busybox", **params)
-    first = run_dag(dag, logical_date=WHEN)["work"]
-    assert first["state"] == "success" and first["try_number"] == 1
-    before = _uids(api_client, namespace)
-    second = run_dag(dag, logical_date=WHEN)["work"]  # clears the task instance, as the UI does
-    assert second["state"] == "success" and second["try_number"] == 2
-    after = _uids(api_client, namespace)
-    assert len(after) == len(before)
-    assert not set(after.values()) & set(before.values()), "a clear must run every Job again"
-    assert _tries(api_client, namespace) == {"2"}

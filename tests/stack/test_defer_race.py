@@ -11,13 +11,18 @@ the scheduler slower to drain that report.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from airflow_batchjob.core import naming
+from localcluster import cluster as lc
 from localcluster.airflowstack import AirflowStack
 from tests.cluster.helpers import jobs_in
 
@@ -28,24 +33,36 @@ RUNS = 3
 JOBS_PER_RUN = 6 + 3 + 1 + 1 + 1 + 1 + 1  # plain (mapped), group items, indexed, 2 queues, sensed, in_worker
 
 
-def test_short_deferred_jobs_never_lose_a_try(local_cluster: Any, api_client: Any, namespace: str) -> None:
-    runs = [f"race-{i}" for i in range(RUNS)]
+@pytest.fixture(scope="module")
+def stack_ns(local_cluster: lc.State, api_client: Any) -> Iterator[tuple[AirflowStack, str]]:
+    """The real services, once for this module, with a namespace of their own."""
+    core = client.CoreV1Api(api_client)
+    namespace = f"s-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    lc.grant(local_cluster, namespace)
     with AirflowStack(DAGS, env={"BATCHJOB_TEST_NAMESPACE": namespace}) as stack:
-        stack.wait_parsed(["defer_race"])
-        for run_id in runs:
-            stack.trigger("defer_race", run_id)
-        results = {r: stack.wait_runs(["defer_race"], r, timeout=900)["defer_race"] for r in runs}
-        mismatches = stack.state_mismatches()
-        tries = Counter(
-            (task_id, try_number)
-            for task_id, try_number in stack.query(
-                "select task_id, try_number from task_instance where dag_id = 'defer_race'"
-            )
+        stack.wait_parsed(["defer_race", "clear_rerun"])
+        yield stack, namespace
+    core.delete_namespace(namespace, propagation_policy="Background")
+
+
+def test_short_deferred_jobs_never_lose_a_try(api_client: Any, stack_ns: tuple[AirflowStack, str]) -> None:
+    stack, namespace = stack_ns
+    runs = [f"race-{i}" for i in range(RUNS)]
+    for run_id in runs:
+        stack.trigger("defer_race", run_id)
+    results = {r: stack.wait_runs(["defer_race"], r, timeout=900)["defer_race"] for r in runs}
+    mismatches = stack.state_mismatches()
+    tries = Counter(
+        (task_id, try_number)
+        for task_id, try_number in stack.query(
+            "select task_id, try_number from task_instance where dag_id = 'defer_race'"
         )
-        deferred = sum(
-            "Pausing task as DEFERRED" in p.read_text(errors="replace")
-            for p in (stack.home / "logs").rglob("*.log")
-        )
+    )
+    deferred = sum(
+        "Pausing task as DEFERRED" in p.read_text(errors="replace")
+        for p in (stack.home / "logs" / "dag_id=defer_race").rglob("attempt=*.log")
+    )
     failed = {r: v for r, v in results.items() if v[0] != "success"}
     assert not mismatches, f"the scheduler failed tries behind their back: {mismatches[:5]}"
     assert not failed, f"runs did not succeed: {failed}; logs in {stack.home}"
@@ -53,7 +70,27 @@ def test_short_deferred_jobs_never_lose_a_try(local_cluster: Any, api_client: An
     # Every deferring task did defer (the race was really offered): 6 plain + group + indexed +
     # 2 queues + sensed + sensor per run; in_worker never defers.
     assert deferred >= RUNS * 12, f"only {deferred} task tries deferred"
-    jobs = jobs_in(api_client, namespace)
+    jobs = jobs_in(api_client, namespace, f"{naming.LABEL_DAG}=defer_race")
     per_try = Counter(j.metadata.labels.get(naming.LABEL_TRY) for j in jobs)
     assert len(jobs) == RUNS * JOBS_PER_RUN, json.dumps(sorted(j.metadata.name for j in jobs))
     assert per_try == {"1": RUNS * JOBS_PER_RUN}, f"Jobs created by later tries: {per_try}"
+
+
+def test_clear_of_a_succeeded_task_runs_it_again(api_client: Any, stack_ns: tuple[AirflowStack, str]) -> None:
+    """``airflow tasks clear`` (what the UI's Clear does) after success: every Job runs again."""
+    stack, namespace = stack_ns
+    selector = f"{naming.LABEL_DAG}=clear_rerun"
+    stack.trigger("clear_rerun", "clear-1")
+    assert stack.wait_runs(["clear_rerun"], "clear-1", timeout=600)["clear_rerun"][0] == "success"
+    before = {j.metadata.uid for j in jobs_in(api_client, namespace, selector)}
+    assert len(before) == 4  # job, two group items, one Indexed Job
+    stack.run("tasks", "clear", "clear_rerun", "--yes")
+    deadline = time.monotonic() + 600
+    query = "select state, try_number from task_instance where dag_id = 'clear_rerun'"
+    while not all(s == "success" and t == 2 for s, t in stack.query(query)):
+        assert time.monotonic() < deadline, stack.query(query)
+        time.sleep(2)
+    after = jobs_in(api_client, namespace, selector)
+    assert len(after) == 4 and not {j.metadata.uid for j in after} & before, "a clear runs every Job again"
+    assert {j.metadata.labels[naming.LABEL_TRY] for j in after} == {"2"}
+    assert not stack.state_mismatches()
