@@ -110,7 +110,9 @@ def main() -> None:
             stack.trigger("defer_race", run_id)
         states = {r: stack.wait_runs(["defer_race"], r, timeout=900)["defer_race"][0] for r in runs}
         mismatches = stack.state_mismatches()
-        retried = stack.query("select count(*) from task_instance where dag_id = 'defer_race' and try_number > 1")
+        retried = stack.query(
+            "select count(*) from task_instance where dag_id = 'defer_race' and try_number > 1"
+        )
         w = windows(stack)
     print(f"settle {args.settle}s, {args.runs} runs, {time.monotonic() - t0:.0f}s, logs in {stack.home}")
     print(f"runs: {states}")
