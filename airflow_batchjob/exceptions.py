@@ -37,3 +37,8 @@ class InvalidJobTemplateError(AirflowFailException, ValueError):
 
 class JobFailedSensorError(JobFailedError, AirflowFailException):
     """Raised by sensors, so ``soft_fail`` behaves alike in poke and deferrable mode."""
+
+
+class InvalidResultError(BatchJobError, AirflowFailException):
+    """A Pod succeeded but left an unusable result (not JSON, or over the 4 KiB termination
+    message): the program must change, so the task fails without retrying."""

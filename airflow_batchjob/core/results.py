@@ -9,6 +9,11 @@ operator reads anyway: no sidecar, no shared volume, no extra API call per Pod.
 
 A container that exits 0 with an empty message has no result (``None``). A message that is not
 JSON fails the item, as does one at the size limit (the kubelet cut it, so it cannot be whole).
+
+Under the worker entrypoint (Indexed Jobs, queues) the termination message is the worker's own
+JSON summary: the worker hands the program a private ``BATCHJOB_RESULT_FILE``, checks what it
+wrote, fails the item (exit code 65) if it is unusable, and puts the value in the summary's
+``result``.
 """
 
 from __future__ import annotations
@@ -37,27 +42,34 @@ class PodResult:
         return self.error is None
 
 
-def parse_result(pod: str, index: int | None, message: str | None) -> PodResult:
-    """Read a succeeded container's termination message as a result."""
-    if not message or not message.strip():
-        return PodResult(pod, index)
-    size = len(message.encode())
-    if size >= MAX_RESULT_BYTES:
-        return PodResult(
-            pod,
-            index,
-            error=f"Pod {pod}: its result is {size} bytes or more, over the {MAX_RESULT_BYTES - 1}-byte "
-            f"limit of a termination message (the kubelet cut it): return a reference (a path or "
-            f"URI) to the data instead",
+def check_result(text: str, where: str, limit: int = MAX_RESULT_BYTES) -> tuple[Any, str | None]:
+    """``(value, None)`` for a usable result text (empty: ``None``), else ``(None, why not)``."""
+    if not text.strip():
+        return None, None
+    size = len(text.encode("utf-8", "surrogateescape"))
+    if size >= limit:
+        return None, (
+            f"{where}: its result is {size} bytes or more, over the {limit - 1}-byte limit of a "
+            "termination message: return a reference (a path or URI) to the data instead"
         )
     try:
-        return PodResult(pod, index, value=json.loads(message))
+        return json.loads(text), None
     except ValueError as e:
-        return PodResult(
-            pod,
-            index,
-            error=f"Pod {pod}: its result (${RESULT_ENV}) is not JSON: {e}: {message[:200]!r}",
-        )
+        return None, f"{where}: its result (${RESULT_ENV}) is not JSON: {e}: {text[:200]!r}"
+
+
+def parse_result(pod: str, index: int | None, message: str | None, envelope: bool = False) -> PodResult:
+    """Read a succeeded container's termination message as a result (``envelope``: the worker's summary)."""
+    if envelope:
+        try:
+            summary = json.loads(message or "{}")
+        except ValueError:
+            summary = {}
+        if not isinstance(summary, dict):
+            summary = {}
+        return PodResult(pod, index, value=summary.get("result"))
+    value, error = check_result(message or "", f"Pod {pod}")
+    return PodResult(pod, index, value=value, error=error)
 
 
 def main_container(pod: Mapping[str, Any]) -> str | None:
@@ -65,7 +77,16 @@ def main_container(pod: Mapping[str, Any]) -> str | None:
     return containers[0]["name"] if containers else None
 
 
-def pod_result(pod: Mapping[str, Any]) -> PodResult | None:
+def add_result_env(body: dict[str, Any]) -> None:
+    """Point ``BATCHJOB_RESULT_FILE`` at the main container's termination message file."""
+    containers = body["spec"]["template"]["spec"]["containers"]
+    main = containers[0]
+    env = main.setdefault("env", [])
+    if not any(e.get("name") == RESULT_ENV for e in env):
+        env.append({"name": RESULT_ENV, "value": main.get("terminationMessagePath") or DEFAULT_MESSAGE_PATH})
+
+
+def pod_result(pod: Mapping[str, Any], envelope: bool = False) -> PodResult | None:
     """The result of a succeeded Pod (its main container exited 0); None for any other Pod."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     if status.get("phase") != "Succeeded":
@@ -78,15 +99,15 @@ def pod_result(pod: Mapping[str, Any]) -> PodResult | None:
         if cs.get("name") == main:
             term = (cs.get("state") or {}).get("terminated") or {}
             if term.get("exitCode") == 0:
-                return parse_result(name, index, term.get("message"))
+                return parse_result(name, index, term.get("message"), envelope)
     return None
 
 
-def results_by_index(pods: Sequence[Mapping[str, Any]]) -> dict[int, PodResult]:
+def results_by_index(pods: Sequence[Mapping[str, Any]], envelope: bool = False) -> dict[int, PodResult]:
     """Per completion index, the result of its latest succeeded Pod."""
     found: dict[int, tuple[str, PodResult]] = {}
     for pod in pods:
-        r = pod_result(pod)
+        r = pod_result(pod, envelope)
         if r is None or r.index is None:
             continue
         created = (pod.get("metadata") or {}).get("creationTimestamp") or ""

@@ -28,7 +28,13 @@ from airflow_batchjob.core.outcome import (
     parse_indexes,
 )
 from airflow_batchjob.core.reported import cleared_since_success
-from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedError
+from airflow_batchjob.core.results import results_by_index
+from airflow_batchjob.exceptions import (
+    BatchJobError,
+    InvalidJobTemplateError,
+    InvalidResultError,
+    JobFailedError,
+)
 from airflow_batchjob.hooks.batchjob import BatchJobHook
 from airflow_batchjob.operators.job import BatchJobOperator
 
@@ -80,7 +86,10 @@ class IndexedJobOperator(BatchJobOperator):
     :param worker_command: how the image runs the worker (``python -m airflow_batchjob.worker``).
 
     Returns (XCom) ``{"job", "namespace", "completed_indexes", "failed_indexes", "items": [{"index",
-    "item", "state" (succeeded|failed|not_run), "exit_code", "log_tail", "job"}]}`` over every attempt.
+    "item", "state" (succeeded|failed|not_run), "exit_code", "log_tail", "job", "result"}]}`` over
+    every attempt. ``result`` is what the program wrote to ``$BATCHJOB_RESULT_FILE`` for its item
+    (``core/results.py``); an unusable one (not JSON, over 4 KiB) fails the item (exit code 65
+    under the worker).
     """
 
     template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "items")
@@ -280,6 +289,7 @@ class IndexedJobOperator(BatchJobOperator):
                 "exit_code": None,
                 "log_tail": None,
                 "job": None,
+                "result": None,
             }
             for i, item in enumerate(items)
         ]
@@ -287,11 +297,14 @@ class IndexedJobOperator(BatchJobOperator):
         for job in jobs:
             covered = self.covered(job)
             outcome = outcome_from_job(job)
-            failed_pods = (
-                self._failed_pods(hook, namespace, outcome)
-                if outcome.failed or outcome.failed_indexes
-                else {}
+            want_results = with_logs and self.do_xcom_push
+            pods = (
+                hook.list_pods(namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}")
+                if outcome.failed or outcome.failed_indexes or want_results
+                else []
             )
+            failed_pods = self._failed_pods(pods)
+            results = results_by_index(pods, envelope=self.use_worker) if want_results else {}
             completed, failed_indexes = set(outcome.completed_indexes), set(outcome.failed_indexes)
             for local, original in enumerate(covered):
                 if original >= len(rows):
@@ -299,7 +312,11 @@ class IndexedJobOperator(BatchJobOperator):
                 row = rows[original]
                 row["job"] = outcome.name
                 if local in completed:
+                    found = results.get(local)
                     row.update(state="succeeded", exit_code=0, log_tail=None)
+                    row["result"] = found.value if found else None
+                    if found and found.error:  # a program run without the worker left an unusable one
+                        row.update(state="failed", error=found.error)
                 elif local in failed_pods or local in failed_indexes:
                     pod, container, code = failed_pods.get(local, (None, None, None))
                     tail = None
@@ -312,12 +329,10 @@ class IndexedJobOperator(BatchJobOperator):
         return rows
 
     @staticmethod
-    def _failed_pods(
-        hook: BatchJobHook, namespace: str, outcome: JobOutcome
-    ) -> dict[int, tuple[str, str, int]]:
+    def _failed_pods(pods: list[dict[str, Any]]) -> dict[int, tuple[str, str, int]]:
         """The latest failed Pod of each index: (pod name, container, exit code)."""
         found: dict[int, tuple[str, str, int, str]] = {}
-        for pod in hook.list_pods(namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}"):
+        for pod in pods:
             if (pod.get("status") or {}).get("phase") != "Failed":
                 continue
             index = (pod["metadata"].get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
@@ -376,6 +391,10 @@ class IndexedJobOperator(BatchJobOperator):
                 f"{e}; items not done: {named}{' ...' if len(failed) > 20 else ''}", e.outcome
             ) from e
         result = self.indexed_result(jobs, items, namespace)
+        bad = [r["error"] for r in result["items"] if r.get("error")]
+        if bad:
+            self.release_ttl(outcome.namespace, outcome.name, outcome.uid)
+            raise InvalidResultError("; ".join(bad[:20]))
         self._cleanup(outcome, context, jobs)
         result["outcome"] = outcome.to_dict()
         return result

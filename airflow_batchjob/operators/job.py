@@ -20,6 +20,7 @@ from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 from airflow_batchjob.core.reported import job_mark, keep_succeeded
+from airflow_batchjob.core.results import PodResult, add_result_env, results_in_order
 from airflow_batchjob.core.spec import (
     ContainerParams,
     JobOverrides,
@@ -28,7 +29,12 @@ from airflow_batchjob.core.spec import (
     hold_ttl,
     load_template,
 )
-from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError
+from airflow_batchjob.exceptions import (
+    BatchJobError,
+    InvalidJobTemplateError,
+    InvalidResultError,
+    JobFailedError,
+)
 from airflow_batchjob.hooks.batchjob import BatchJobHook
 from airflow_batchjob.operators.base import (  # noqa: F401 (re-exported: the names users import from here)
     API_CONCURRENCY,
@@ -204,6 +210,7 @@ class BatchJobOperator(BaseBatchJobOperator):
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {task_id}: {e}") from e
         hold_ttl(body)
+        add_result_env(body)
         return body
 
     def execute(self, context: Context) -> Any:
@@ -283,13 +290,37 @@ class BatchJobOperator(BaseBatchJobOperator):
         if self.resumed_without_event(context, event):
             return self.execute(context)
         assert event is not None
-        return self.result(self.finish(event, context))
+        try:  # the Pods' results are read before delete_on_finish or a TTL can remove them
+            outcome = self.finish(event, context, cleanup=False)
+        except JobFailedError as e:
+            if e.outcome:
+                self.cleanup_after(JobOutcome.from_dict(e.outcome), context)
+            raise
+        results = self.pod_results(outcome) if self.do_xcom_push else []
+        bad = [r.error for r in results if r.error]
+        if bad:
+            self.release_ttl(outcome.namespace, outcome.name, outcome.uid)
+            raise InvalidResultError(
+                f"Job {outcome.namespace}/{outcome.name} succeeded, but " + "; ".join(bad)
+            )
+        self.cleanup_after(outcome, context)
+        return self.result(outcome, results)
+
+    def pod_results(self, outcome: JobOutcome) -> list[PodResult]:
+        """What each succeeded Pod returned (``core/results.py``): one Pod list, no per-Pod call."""
+        pods = self.hook.list_pods(outcome.namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}")
+        return results_in_order(pods)
 
     @staticmethod
-    def result(outcome: JobOutcome) -> dict[str, Any]:
+    def result(outcome: JobOutcome, results: Sequence[PodResult] = ()) -> dict[str, Any]:
+        """The return value: the Job, its outcome, and what its Pods returned (``results`` in
+        completion order; ``result``, the one value when one Pod succeeded)."""
+        values = [r.value for r in results]
         return {
             "name": outcome.name,
             "namespace": outcome.namespace,
             "uid": outcome.uid,
             "outcome": outcome.to_dict(),
+            "result": values[0] if len(values) == 1 else None,
+            "results": values,
         }

@@ -28,6 +28,7 @@ from airflow_batchjob.core.group import ANNOTATION_ITEM_INDEX, ANNOTATION_QUEUED
 from airflow_batchjob.core.items import Item, item_env, normalize_items
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 from airflow_batchjob.core.reported import keep_succeeded
+from airflow_batchjob.core.results import PodResult, pod_result
 from airflow_batchjob.exceptions import (
     BatchJobError,
     InvalidJobTemplateError,
@@ -64,7 +65,9 @@ class JobGroupOperator(BatchJobOperator):
     each Job that long after it finished, but never before its result is in the per-item table.
 
     Returns a per-item table (XCom), in item order:
-    ``[{"index", "item", "job", "state", "reason", "message", "succeeded", "failed"}]``.
+    ``[{"index", "item", "job", "state", "reason", "message", "succeeded", "failed", "result"}]``;
+    ``result`` is what the item's Pod wrote to ``$BATCHJOB_RESULT_FILE`` (``core/results.py``). An
+    unusable result (not JSON, over 4 KiB) fails its item (reason ``InvalidResult``).
     """
 
     template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "group_name", "items")
@@ -271,6 +274,8 @@ class JobGroupOperator(BatchJobOperator):
         hook = self.hook
         jobs = sorted(hook.list_jobs(namespace, selector), key=item_index)
         table = [self._row(job) for job in jobs]
+        if self.do_xcom_push:  # before delete_on_finish or a TTL can remove the Pods
+            self._add_results(table, hook.list_pods(namespace, selector))
         counts = event.get("counts") or {}
         if len(table) < counts.get("total", 0):  # some finished Jobs were deleted by someone else
             self.log.warning(
@@ -323,6 +328,22 @@ class JobGroupOperator(BatchJobOperator):
             hook.delete_jobs(namespace, selector, self.propagation_policy)
         else:
             self.set_held_ttls(hook, namespace, jobs, mark)
+
+    @staticmethod
+    def _add_results(table: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+        """Each row's ``result``: what its Job's succeeded Pod returned; an unusable one fails the row."""
+        latest: dict[str, tuple[str, PodResult]] = {}
+        for pod in pods:
+            job = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name")
+            r = pod_result(pod)
+            created = pod["metadata"].get("creationTimestamp") or ""
+            if job and r is not None and (job not in latest or latest[job][0] < created):
+                latest[job] = (created, r)
+        for row in table:
+            found = latest.get(row["job"])
+            row["result"] = found[1].value if found else None
+            if found and found[1].error:
+                row.update(state=JobState.FAILED.value, reason="InvalidResult", message=found[1].error)
 
     @staticmethod
     def _row(job: dict[str, Any]) -> dict[str, Any]:

@@ -14,11 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from airflow_batchjob.core.items import env_name, unsafe_env_name
+from airflow_batchjob.core.results import check_result
 
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_LOG_LIMIT = 4096  # the kubelet keeps at most this many bytes of the message
@@ -29,6 +31,7 @@ SECRET_VARS = frozenset({"BATCHJOB_AMQP_URL", "BATCHJOB_REDIS_URL"})
 # Variables the worker sets itself; an object item's keys never replace them.
 RESERVED_VARS = frozenset({"ITEM", "ITEM_ID", "ITEM_INDEX", "ITEM_FILE"})
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_BAD_RESULT = 65  # sysexits' EX_DATAERR: the program succeeded but its result is unusable
 
 
 def log(message: str) -> None:
@@ -212,3 +215,38 @@ def write_summary(path: str | None, summary: Mapping[str, Any]) -> None:
             f.write(data)
     except OSError as e:
         log(f"cannot write the termination message to {target}: {e.strerror}")
+
+
+def new_result_file() -> str:
+    """A private file for the program's result (``BATCHJOB_RESULT_FILE``): the termination message
+    itself carries the worker's summary, with the result in it."""
+    fd, path = tempfile.mkstemp(prefix="batchjob-result-")
+    os.close(fd)
+    return path
+
+
+def take_result(path: str, summary: dict[str, Any], where: str) -> str | None:
+    """Move the program's result into ``summary["result"]``; why it is unusable, or None.
+
+    The summary with the result must fit the termination message (the kubelet keeps 4 KiB).
+    """
+    try:
+        with open(path, "rb") as f:
+            text = f.read(TERMINATION_LOG_LIMIT + 1).decode("utf-8", "surrogateescape")
+    except OSError:
+        text = ""
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    value, error = check_result(text, where)
+    if error is not None or value is None:
+        return error
+    room = TERMINATION_LOG_LIMIT - 1 - len(json.dumps({**summary, "result": None}, separators=(",", ":")))
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > room:
+        return (
+            f"{where}: its result is {size} bytes; beside the worker's summary at most {room} fit the "
+            f"{TERMINATION_LOG_LIMIT - 1}-byte termination message: return a reference (a path or URI)"
+        )
+    summary["result"] = value
+    return None
