@@ -240,6 +240,11 @@ class BaseBatchJobOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         raise NotImplementedError
 
+    def push(self, context: Context, key: str, value: Any) -> None:
+        """An XCom beside the return value; none at all with ``do_xcom_push=False``, as in Airflow."""
+        if self.do_xcom_push:
+            context["ti"].xcom_push(key=key, value=value)
+
     def resumed_without_event(self, context: Context, event: dict[str, Any] | None) -> bool:
         """True when Airflow resumed a deferred task whose trigger never fired (its process died).
 
@@ -287,7 +292,7 @@ class BaseBatchJobOperator(BaseOperator):
             summary.get("pending_seconds_max", 0.0),
         )
         if context is not None:
-            context["ti"].xcom_push(key="diagnostics", value=summary)
+            self.push(context, "diagnostics", summary)
         return summary
 
     def finish(

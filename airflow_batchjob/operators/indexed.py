@@ -176,8 +176,8 @@ class IndexedJobOperator(BatchJobOperator):
             else:
                 job = self.create_attempt(context, hook, namespace, items, todo, attempt=len(previous) + 1)
         name, uid = job["metadata"]["name"], job["metadata"]["uid"]
-        ti.xcom_push(key="job_name", value=name)
-        ti.xcom_push(key="job_namespace", value=namespace)
+        self.push(context, "job_name", name)
+        self.push(context, "job_namespace", namespace)
         return self.wait(context, namespace, name, uid, job)
 
     def create_attempt(
@@ -386,7 +386,7 @@ class IndexedJobOperator(BatchJobOperator):
                 self._cleanup(JobOutcome.from_dict(e.outcome), context, jobs)
             failed = [r for r in result["items"] if r["state"] != "succeeded"]
             named = ", ".join(f"{r['index']}={json.dumps(r['item'])[:60]}" for r in failed[:20])
-            ti.xcom_push(key="items", value=result)
+            self.push(context, "items", result)
             raise JobFailedError(
                 f"{e}; items not done: {named}{' ...' if len(failed) > 20 else ''}", e.outcome
             ) from e

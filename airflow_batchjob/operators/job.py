@@ -219,10 +219,9 @@ class BatchJobOperator(BaseBatchJobOperator):
         name = body["metadata"]["name"]
         job = self.create_or_adopt(self.hook, namespace, body, context)
         uid = job["metadata"]["uid"]
-        ti = context["ti"]
-        ti.xcom_push(key="job_name", value=name)
-        ti.xcom_push(key="job_namespace", value=namespace)
-        ti.xcom_push(key="job_uid", value=uid)
+        self.push(context, "job_name", name)
+        self.push(context, "job_namespace", namespace)
+        self.push(context, "job_uid", uid)
         return self.wait(context, namespace, name, uid, job)
 
     def create_or_adopt(

@@ -145,9 +145,9 @@ class JobGroupOperator(BatchJobOperator):
         self.prepare_kill()
         hook = self.hook
         self.reconcile(hook, namespace, selector, bodies, self.max_tries(context))
-        ti.xcom_push(key="group", value=group)
-        ti.xcom_push(key="namespace", value=namespace)
-        ti.xcom_push(key="selector", value=selector)
+        self.push(context, "group", group)
+        self.push(context, "namespace", namespace)
+        self.push(context, "selector", selector)
         if not bodies:
             self.log.info("no items: nothing to run")
             return []

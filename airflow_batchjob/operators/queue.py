@@ -219,9 +219,8 @@ class QueueJobOperator(BatchJobOperator):
         hook.core.patch_namespaced_secret(
             self.secret_name(name), namespace, {"metadata": {"ownerReferences": owner}}
         )
-        ti = context["ti"]
-        ti.xcom_push(key="job_name", value=name)
-        ti.xcom_push(key="job_namespace", value=namespace)
+        self.push(context, "job_name", name)
+        self.push(context, "job_namespace", namespace)
         return self.wait(context, namespace, name, job["metadata"]["uid"], job)
 
     def queue_stats(self) -> dict[str, Any]:
