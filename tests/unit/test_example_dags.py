@@ -15,6 +15,7 @@ EXPECTED = {
     "example_queue_rabbitmq",
     "example_queue_redis",
     "example_nightly_pipeline",
+    "example_map_reduce",
 }
 
 
