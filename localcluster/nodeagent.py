@@ -42,6 +42,8 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from localcluster import crilog
+
 log = logging.getLogger("nodeagent")
 
 PODEXEC = str(Path(__file__).with_name("podexec.py"))
@@ -95,6 +97,7 @@ class Container:
     last_state: dict[str, Any] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    copier: threading.Thread | None = None
 
     @property
     def name(self) -> str:
@@ -379,24 +382,27 @@ class PodRunner(threading.Thread):
         )
         c.log_path = self.agent.log_path(self.ns, self.pod_name, self.uid, c.name, c.restarts)
         c.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(c.log_path, "wb") as out:
-            c.proc = subprocess.Popen(
-                [
-                    "unshare",
-                    "--mount",
-                    "--propagation",
-                    "private",
-                    "--",
-                    sys.executable,
-                    "-I",
-                    PODEXEC,
-                    str(spec_file),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        c.log_path.write_bytes(b"")
+        # Output goes through a pipe into CRI records (crilog), as containerd writes them.
+        c.proc = subprocess.Popen(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                sys.executable,
+                "-I",
+                PODEXEC,
+                str(spec_file),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert c.proc.stdout is not None
+        c.copier = crilog.copy_output(c.proc.stdout, c.log_path)
         self.agent.pid_dir.joinpath(str(c.proc.pid)).touch()
         c.state = {"running": {"startedAt": now()}}
 
@@ -409,13 +415,15 @@ class PodRunner(threading.Thread):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(c.proc.pid, signal.SIGKILL)
             self.agent.pid_dir.joinpath(str(c.proc.pid)).unlink(missing_ok=True)
+        if c.copier is not None:  # the last output is in the log before the container counts as done
+            c.copier.join(timeout=5)
         message = ""
         term = self.dir / f"{c.name}.termination-log"
         if term.exists():
             message = term.read_bytes()[:4096].decode(errors="replace")
         fallback = c.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError"
         if not message and code != 0 and fallback and c.log_path and c.log_path.exists():
-            lines = c.log_path.read_bytes().splitlines()[-80:]
+            lines = crilog.plain(c.log_path).splitlines()[-80:]
             message = b"\n".join(lines)[-2048:].decode(errors="replace")
         terminated: dict[str, Any] = {
             "exitCode": code,
@@ -650,31 +658,37 @@ class LogHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.end_headers()
-        data = path.read_bytes()
-        if "tailLines" in q:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(q["tailLines"]) :]) if int(q["tailLines"]) > 0 else b""
-        limit = int(q["limitBytes"]) if "limitBytes" in q else None
-        if limit is not None:
-            data = data[:limit]
-        self.wfile.write(data)
-        if q.get("follow") == "true" and limit is None:
-            offset = path.stat().st_size
+        query = crilog.Query(q)
+        data = crilog.complete_prefix(path.read_bytes())
+        out = query.render(data)
+        if query.limit is not None:
+            out = out[: query.limit]
+        self.wfile.write(out)
+        if q.get("follow") == "true" and query.limit is None:
+            offset = len(data)
             while (
                 runner is not None
                 and runner.is_alive()
                 and not self.agent.container_finished(runner, container)
             ):
                 time.sleep(0.2)
-                offset = self.copy_from(path, offset)
-            self.copy_from(path, offset)
+                offset = self.copy_from(path, offset, query)
+            c = (
+                next((c for c in runner.inits + runner.containers if c.name == container), None)
+                if runner
+                else None
+            )
+            if c is not None and c.copier is not None:
+                c.copier.join(timeout=5)
+            self.copy_from(path, offset, query)
 
-    def copy_from(self, path: Path, offset: int) -> int:
+    def copy_from(self, path: Path, offset: int, query: crilog.Query) -> int:
         with open(path, "rb") as f:
             f.seek(offset)
-            chunk = f.read()
-        if chunk:
-            self.wfile.write(chunk)
+            chunk = crilog.complete_prefix(f.read())
+        out = query.render(chunk, tail=False)
+        if out:
+            self.wfile.write(out)
             self.wfile.flush()
         return offset + len(chunk)
 

@@ -97,6 +97,15 @@ class BaseBatchJobOperator(BaseOperator):
     :param pending_timeout: fail when a Pod stays unschedulable or cannot start its containers
         this long (off by default). The Job is then handled like a timeout: deleted only with
         ``delete_on_finish="always"``.
+    :param get_logs: show the Pods' output in the task log while the Job runs (default True), each
+        line prefixed with its Pod and its item or index, replacement Pods included; in the
+        worker and, deferred, from the trigger (``triggers/podlogs.py``).
+    :param container_logs: whose logs: the main container (default), ``True`` for every container
+        (init containers too), or a container name or list of names (cncf.kubernetes' name).
+    :param max_log_streams: Pods of this task followed at once (default 5: more interleaved
+        streams are unreadable); the others show their last ``log_tail_lines`` lines at the end.
+        A process (a triggerer) follows at most 50 streams over all its tasks.
+    :param max_log_lines: lines shown per container (default 1000); the rest are counted.
     :param defer_after: with ``deferrable=True``, watch the Job in the worker this long (seconds or
         a ``timedelta``; default 5) and defer only if its outcome is still open then. A short Job
         finishes without a trigger round trip, and a Job already decided (adopted) never defers.
@@ -119,9 +128,20 @@ class BaseBatchJobOperator(BaseOperator):
         diagnose_interval: float = 30.0,
         pending_timeout: dt.timedelta | float | None = None,
         defer_after: dt.timedelta | float = DEFER_AFTER,
+        get_logs: bool = True,
+        container_logs: bool | str | list[str] | None = None,
+        max_log_streams: int = 5,
+        max_log_lines: int = 1000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if max_log_streams < 1 or max_log_lines < 0:
+            raise InvalidJobTemplateError("max_log_streams must be >= 1 and max_log_lines >= 0")
+        self.get_logs = get_logs
+        self.container_logs = container_logs
+        self.max_log_streams = max_log_streams
+        self.max_log_lines = max_log_lines
+        self._log_positions: dict[str, list[Any]] = {}
         pending = _seconds(pending_timeout)
         self.defer_after = float(_seconds(defer_after) or 0.0)
         if self.defer_after < 0:
@@ -197,6 +217,7 @@ class BaseBatchJobOperator(BaseOperator):
                     diagnostics=self.diagnostics,
                     diagnose_interval=self.diagnose_interval,
                     pending_timeout=self.pending_timeout,
+                    logs=self.log_settings(),
                 ),
                 method_name="execute_complete",
             )
@@ -216,7 +237,9 @@ class BaseBatchJobOperator(BaseOperator):
         event = run_wait(watch(brief if briefly else deadline))
         if briefly and event.get("status") == "timeout":
             self.log.info("not decided after %.0fs in the worker: deferring", self.defer_after)
+            self._log_positions = dict(event.pop("log_positions", None) or {})  # the trigger goes on
             return None
+        event.pop("log_positions", None)
         return event
 
     def wait_options(self, deadline: float | None) -> dict[str, Any]:
@@ -229,7 +252,22 @@ class BaseBatchJobOperator(BaseOperator):
             "diagnostics": self.diagnostics,
             "diagnose_interval": self.diagnose_interval,
             "pending_timeout": self.pending_timeout,
+            "logs": self.log_settings(),
         }
+
+    def log_settings(self) -> dict[str, Any] | None:
+        """What the wait's log streams do (``triggers/podlogs.py``); None without ``get_logs``."""
+        if not self.get_logs:
+            return None
+        settings: dict[str, Any] = {
+            "containers": self.container_logs,
+            "max_streams": self.max_log_streams,
+            "max_lines": self.max_log_lines,
+            "tail_lines": self.log_tail_lines,
+        }
+        if self._log_positions:
+            settings["resume"] = self._log_positions
+        return settings
 
     def prepare_kill(self) -> None:
         """Build on_kill's client now: on_kill runs from a signal handler, maybe in the middle of

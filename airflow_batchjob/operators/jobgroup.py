@@ -258,6 +258,7 @@ class JobGroupOperator(BatchJobOperator):
                     diagnostics=self.diagnostics,
                     diagnose_interval=self.diagnose_interval,
                     pending_timeout=self.pending_timeout,
+                    logs=self.log_settings(),
                 ),
                 method_name="execute_complete",
             )

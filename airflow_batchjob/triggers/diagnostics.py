@@ -27,6 +27,7 @@ from airflow_batchjob.core.diagnose import (
     pending_violation,
 )
 from airflow_batchjob.hooks.watch import ClientFactory, Job, Matcher, Subscription, subscription
+from airflow_batchjob.triggers.podlogs import LogSettings, PodLogs
 
 GRACE_SECONDS = 5.0  # a gap shorter than this is ordinary start-up, not worth two more watches
 MAX_LINES = 12
@@ -68,6 +69,9 @@ class WaitDiagnostics:
         self.max_active = 0
         self.requested = 0
         self.problems: list[str] = []  # distinct problem lines seen, for the XCom summary
+        self.logs: PodLogs | None = None  # set by ``watched`` when the wait shows Pod logs
+        self.final_status: str | None = None
+        self.log_pods: Subscription | None = None
 
     async def __aenter__(self) -> WaitDiagnostics:
         await self._stack.__aenter__()
@@ -200,6 +204,8 @@ class WaitDiagnostics:
                 return False
         while not self.queue.empty():
             self.queue.get_nowait()
+        if self.logs is not None and self.log_pods is not None:
+            self.logs.update(self.log_pods.jobs.values())
         return True
 
     def stuck_message(self, stuck: PodProblem) -> str:
@@ -207,9 +213,13 @@ class WaitDiagnostics:
         return f"{stuck.line(time.time())} (pending_timeout is {self.pending_timeout or 0:.0f}s)"
 
     def stamp(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The event, with this wait's summary when diagnostics are on."""
+        """The event, with this wait's summary when diagnostics are on, and where its log streams
+        got to (``log_positions``: a wait that hands over passes them on)."""
         if self.enabled:
             event["diagnostics"] = self.summary()
+        self.final_status = event.get("status")
+        if self.logs is not None:
+            event["log_positions"] = self.logs.positions  # still filled in until the wait's end
         return event
 
     def summary(self) -> dict[str, Any]:
@@ -240,20 +250,45 @@ async def watched(
     pending_timeout: float | None,
     enabled: bool,
     keep_deleted: bool = False,
+    logs: LogSettings | None = None,
+    pod_match: Matcher | None = None,
 ) -> AsyncIterator[tuple[Subscription, WaitDiagnostics]]:
-    """The Jobs ``match`` selects from the shared watch, and their diagnostics, on one wake-up queue."""
+    """The Jobs ``match`` selects from the shared watch, and their diagnostics, on one wake-up queue.
+
+    With ``logs`` (and ``pod_match``, which selects the wait's Pods), the Pods' logs are followed
+    into ``progress`` while the wait runs (``triggers/podlogs.py``).
+    """
     queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
-    async with (
-        subscription(conn_id, namespace, match, factory, queue=queue, keep_deleted=keep_deleted) as sub,
-        WaitDiagnostics(
-            conn_id=conn_id,
-            namespace=namespace,
-            factory=factory,
-            queue=queue,
-            progress=progress,
-            interval=interval,
-            pending_timeout=pending_timeout,
-            enabled=enabled,
-        ) as diag,
-    ):
-        yield sub, diag
+    async with contextlib.AsyncExitStack() as stack:
+        sub = await stack.enter_async_context(
+            subscription(conn_id, namespace, match, factory, queue=queue, keep_deleted=keep_deleted)
+        )
+        diag = await stack.enter_async_context(
+            WaitDiagnostics(
+                conn_id=conn_id,
+                namespace=namespace,
+                factory=factory,
+                queue=queue,
+                progress=progress,
+                interval=interval,
+                pending_timeout=pending_timeout,
+                enabled=enabled,
+            )
+        )
+        if logs is not None and logs.enabled and pod_match is not None and progress is not None:
+            pods = await stack.enter_async_context(
+                subscription(conn_id, namespace, pod_match, factory, kind="pods", queue=queue)
+            )
+            diag.logs, diag.log_pods = PodLogs(pods.api, namespace, progress, logs), pods
+        try:
+            yield sub, diag
+        except BaseException:
+            if diag.logs is not None:
+                diag.logs.cancel()
+            raise
+        if diag.logs is not None and diag.log_pods is not None:
+            if diag.final_status in ("met", "failed", "stuck"):  # the outcome: show every Pod's end
+                diag.logs.update(diag.log_pods.jobs.values())
+                await diag.logs.finish()
+            else:  # a wait that times out (or hands over to the trigger) just stops reading
+                diag.logs.cancel()

@@ -25,6 +25,7 @@ from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory, Job
 from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults, settle, settle_seconds
 from airflow_batchjob.triggers.diagnostics import watched
+from airflow_batchjob.triggers.podlogs import LogSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ async def wait_for_job(
     diagnostics: bool = False,
     diagnose_interval: float = 30.0,
     pending_timeout: float | None = None,
+    logs: dict[str, Any] | None = None,
     client_factory: ClientFactory = async_api_client,
 ) -> dict[str, Any]:
     """Wait on one Job (by name, or by a label selector matching exactly one) and return an event dict.
@@ -87,6 +89,14 @@ async def wait_for_job(
             return bool(meta["name"] == job_name)
         return selector_matches(selector, meta.get("labels"))
 
+    def pod_match(pod: Job) -> bool:  # the Pods of the Job waited on (their labels carry its name)
+        labels = pod["metadata"].get("labels") or {}
+        if job_name:
+            return bool(labels.get("batch.kubernetes.io/job-name") == job_name) and (
+                job_uid is None or labels.get("batch.kubernetes.io/controller-uid") == job_uid
+            )
+        return selector_matches(selector, labels)
+
     what = f"{namespace}/{job_name}" if job_name else f"Job with labels {label_selector!r} in {namespace}"
     say = ProgressLog(progress, progress_interval)
     seen_uid: str | None = None
@@ -100,6 +110,8 @@ async def wait_for_job(
         pending_timeout=pending_timeout,
         enabled=diagnostics,
         keep_deleted=True,
+        logs=LogSettings.from_dict(logs),
+        pod_match=pod_match,
     ) as (sub, diag):
 
         def event(status: str, message: str, job: dict[str, Any] | None) -> dict[str, Any]:
@@ -197,9 +209,11 @@ class JobTrigger(SerializedByDefaults):
         diagnose_interval: float = 30.0,
         pending_timeout: float | None = None,
         settle_seconds: float | None = None,
+        logs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.settle_seconds = settle_seconds
+        self.logs = logs
         self.diagnose_interval = diagnose_interval
         self.diagnostics = diagnostics
         self.pending_timeout = pending_timeout
@@ -230,6 +244,7 @@ class JobTrigger(SerializedByDefaults):
                 diagnostics=self.diagnostics,
                 diagnose_interval=self.diagnose_interval,
                 pending_timeout=self.pending_timeout,
+                logs=self.logs,
             )
         except Exception as e:
             self.log.exception(
@@ -237,6 +252,7 @@ class JobTrigger(SerializedByDefaults):
             )
             event = {"status": "error", "message": f"{type(e).__name__}: {e}", "job": None}
         event.update(namespace=self.namespace, job_name=self.job_name, job_uid=self.job_uid)
+        event.pop("log_positions", None)  # only a wait that hands over needs them
         await settle(started, settle_seconds(self.settle_seconds), self.log)
         yield TriggerEvent(event)
 

@@ -25,6 +25,7 @@ from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory, Job
 from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults, settle, settle_seconds
 from airflow_batchjob.triggers.diagnostics import watched
+from airflow_batchjob.triggers.podlogs import LogSettings
 
 
 async def _resume(api: aclient.ApiClient, namespace: str, names: list[str]) -> None:
@@ -54,6 +55,7 @@ async def wait_for_group(
     diagnostics: bool = False,
     diagnose_interval: float = 30.0,
     pending_timeout: float | None = None,
+    logs: dict[str, Any] | None = None,
     client_factory: ClientFactory = async_api_client,
 ) -> dict[str, Any]:
     """Wait until the group meets ``goal``; return ``{"status", "message", "counts"}``.
@@ -63,8 +65,10 @@ async def wait_for_group(
     goal = goal or GroupGoal()
     selector = parse_selector(label_selector)
 
-    def match(job: Job) -> bool:
+    def match(job: Job) -> bool:  # the group's Jobs; their Pods carry the same labels
         return selector_matches(selector, job["metadata"].get("labels"))
+
+    pod_match = match
 
     say = ProgressLog(progress, progress_interval)
     resumed: set[str] = set()
@@ -78,6 +82,8 @@ async def wait_for_group(
         pending_timeout=pending_timeout,
         enabled=diagnostics,
         keep_deleted=True,
+        logs=LogSettings.from_dict(logs),
+        pod_match=pod_match,
     ) as (sub, diag):
 
         def event(status: str, message: str, counts: dict[str, Any]) -> dict[str, Any]:
@@ -147,9 +153,11 @@ class JobGroupTrigger(SerializedByDefaults):
         diagnose_interval: float = 30.0,
         pending_timeout: float | None = None,
         settle_seconds: float | None = None,
+        logs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.settle_seconds = settle_seconds
+        self.logs = logs
         self.diagnose_interval = diagnose_interval
         self.diagnostics = diagnostics
         self.pending_timeout = pending_timeout
@@ -177,11 +185,13 @@ class JobGroupTrigger(SerializedByDefaults):
                 diagnostics=self.diagnostics,
                 diagnose_interval=self.diagnose_interval,
                 pending_timeout=self.pending_timeout,
+                logs=self.logs,
             )
         except Exception as e:
             self.log.exception("waiting on Jobs %s in %s failed", self.label_selector, self.namespace)
             event = {"status": "error", "message": f"{type(e).__name__}: {e}", "counts": None}
         event.update(namespace=self.namespace, label_selector=self.label_selector)
+        event.pop("log_positions", None)  # only a wait that hands over needs them
         await settle(started, settle_seconds(self.settle_seconds), self.log)
         yield TriggerEvent(event)
 

@@ -23,6 +23,15 @@ SETTINGS: dict[str, Any] = {
     "diagnostics": False,
     "diagnose_interval": 7.0,
     "pending_timeout": 90.0,
+    "logs": {"containers": ["main"], "max_streams": 2, "max_lines": 10, "tail_lines": 50},
+}
+
+
+OPERATOR: dict[str, Any] = {
+    **{k: v for k, v in SETTINGS.items() if k != "logs"},
+    "container_logs": ["main"],
+    "max_log_streams": 2,
+    "max_log_lines": 10,
 }
 
 
@@ -36,7 +45,7 @@ def _carried(op: BaseBatchJobOperator, trigger: Any) -> None:
 
 def test_job_wait_settings_reach_the_trigger() -> None:
     op = BatchJobOperator(
-        task_id="t", namespace="ns", image="busybox", cmds=["true"], defer_after=0, **SETTINGS
+        task_id="t", namespace="ns", image="busybox", cmds=["true"], defer_after=0, **OPERATOR
     )
     with pytest.raises(TaskDeferred) as deferred:
         op.wait({}, "ns", "job-1", "uid-1")  # type: ignore[arg-type]
@@ -52,7 +61,7 @@ def test_group_wait_settings_reach_the_trigger() -> None:
         cmds=["true"],
         items=["a", "b"],
         defer_after=0,
-        **SETTINGS,
+        **OPERATOR,
     )
     with pytest.raises(TaskDeferred) as deferred:
         op.wait_group({}, "ns", "jobgroup=g", 2)  # type: ignore[arg-type]
