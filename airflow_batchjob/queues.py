@@ -237,11 +237,13 @@ if n == 0 then n = redis.call('LREM', KEYS[1], 1, ARGV[2]) end
 if n == 0 then return 'lost' end
 """
 
-# KEYS: pending, processing, lease key, done. ARGV: worker id, envelope.
+# KEYS: pending, processing, lease key, done, results. ARGV: worker id, envelope, id, result.
+# The result is stored with the completion, atomically: an item has a result iff it is done.
 _COMPLETE = (
     _TAKE
     + """
 redis.call('INCR', KEYS[4])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[5], ARGV[3], ARGV[4]) end
 return 'done'
 """
 )
@@ -310,7 +312,8 @@ class RedisQueue:
     """A Redis work queue with leases: ``name`` pending, ``name:processing`` in flight, and so on.
 
     Keys: ``name`` (pending list), ``name:processing``, ``name:lease:<id>`` (expiring),
-    ``name:attempts`` (hash id -> failures), ``name:dead`` (list), ``name:done`` (count) and
+    ``name:attempts`` (hash id -> failures), ``name:dead`` (list), ``name:done`` (count),
+    ``name:results`` (hash id -> the item and its program's result) and
     ``name:prefill`` (marker: count and fingerprint), and while a pre-fill runs an expiring
     ``name:staging:<random>``. An item is always in exactly one list, moved
     by Lua scripts, so a worker dying at any point loses nothing: its lease expires and
@@ -327,6 +330,7 @@ class RedisQueue:
         self.attempts = f"{name}:attempts"
         self.dead = f"{name}:dead"
         self.done = f"{name}:done"
+        self.results = f"{name}:results"
         self.marker = f"{name}:prefill"
         self.lease_prefix = f"{name}:lease:"
         self._lease = client.register_script(_LEASE)
@@ -415,7 +419,7 @@ class RedisQueue:
         """MULTI, reset every key, staging -> pending (no expiry), marker, EXEC; None if the WATCH fired."""
         import redis
 
-        keys = [self.pending, self.processing, self.attempts, self.dead, self.done, self.marker]
+        keys = [self.pending, self.processing, self.attempts, self.dead, self.done, self.results, self.marker]
         commands = [("MULTI",), ("EVAL", _RESET, len(keys), *keys, self.lease_prefix)]
         if staging is not None:
             commands += [("RENAME", staging, self.pending), ("PERSIST", self.pending)]
@@ -454,10 +458,18 @@ class RedisQueue:
         keys = [self.lease_key(env.id), self.processing]
         return bool(self._renew(keys=keys, args=[worker_id, lease_seconds, env.raw]))
 
-    def complete(self, env: Envelope) -> bool:
-        """Done: out of processing, lease dropped, ``done`` counted. False if another worker holds it now."""
-        keys = [self.pending, self.processing, self.lease_key(env.id), self.done]
-        return _text(self._complete(keys=keys, args=[env.leased_by or "", env.raw])) == "done"
+    def complete(self, env: Envelope, result: Any = None) -> bool:
+        """Done: out of processing, lease dropped, ``done`` counted, ``result`` (JSON-able, None:
+        none) stored. False if another worker holds it now."""
+        keys = [self.pending, self.processing, self.lease_key(env.id), self.done, self.results]
+        stored = "" if result is None else result_record(env, result)
+        args = [env.leased_by or "", env.raw, env.id, stored]
+        return _text(self._complete(keys=keys, args=args)) == "done"
+
+    def read_results(self) -> list[dict[str, Any]]:
+        """``[{"id", "item", "result"}]`` of the done items that returned one, in pre-fill order."""
+        raw = self.client.hgetall(self.results)
+        return sorted((json.loads(v) for v in raw.values()), key=lambda r: str(r["id"]))
 
     def fail(self, env: Envelope, max_attempts: int) -> Literal["retry", "dead", "lost"]:
         """Count a failed attempt; requeue at the tail, or dead-letter at ``max_attempts``.
@@ -521,6 +533,11 @@ class RedisQueue:
         }
 
 
+def result_record(env: Envelope, result: Any) -> str:
+    """What a queue keeps of an item's result: its id (pre-fill order), the item, the value."""
+    return json.dumps({"id": env.id, "item": env.item, "result": result}, separators=(",", ":"))
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -554,6 +571,7 @@ class RabbitQueue:
         self.name = name
         self.dead = f"{name}.dead"
         self.marker = f"{name}.prefill"
+        self.results = f"{name}.results"
 
     def connect(self) -> pika.BlockingConnection:
         import pika
@@ -583,7 +601,7 @@ class RabbitQueue:
             if self._marker_says(ch, print_):
                 return len(texts)
             ch.queue_purge(self.marker)
-            for name in (self.name, self.dead):
+            for name in (self.name, self.dead, self.results):
                 declare(ch, name)
                 ch.queue_purge(name)
         finally:
@@ -642,6 +660,26 @@ class RabbitQueue:
             "dead": dead,
             "dead_items": shown,
         }
+
+    def read_results(self) -> list[dict[str, Any]]:
+        """``[{"id", "item", "result"}]`` from ``<name>.results``, one per item (a redelivered item
+        may have published twice), in pre-fill order. Peeked: the messages stay in the queue."""
+        conn = self.connect()
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            if not self._depth(conn, self.results)[0]:
+                return []
+            ch = conn.channel()
+            while True:
+                method, _props, body = ch.basic_get(self.results, auto_ack=False)
+                if method is None:
+                    break
+                record = json.loads(body)
+                found[str(record["id"])] = record
+            ch.close()  # unacknowledged: they go back to the queue
+        finally:
+            _close(conn)
+        return [found[k] for k in sorted(found)]
 
     def _peek_count(self, conn: pika.BlockingConnection) -> int | None:
         """The item count the marker recorded (peeked, not consumed)."""

@@ -7,6 +7,10 @@ iterating ``trigger.run()`` until it yields its event:
 
 - ours: ``airflow_batchjob.triggers.job.JobTrigger`` with ``diagnostics=True``, as the operators defer it
   (``--no-diagnostics``: the trigger's own default); all share one namespace watch;
+- ours-logs: the same with the Pod log streams of ``get_logs=True`` (operators' default): at most
+  5 streams per trigger and 50 per process (``triggers/podlogs.py``). kwok serves no container
+  logs, so each stream is refused and retried until its Pod ends: this measures the budget
+  (connections, RSS of the stream machinery), not log throughput;
 - peer: ``airflow.providers.cncf.kubernetes.triggers.job.KubernetesJobTrigger`` with its
   default ``poll_interval=10`` (what ``KubernetesJobOperator(deferrable=True)`` defers to).
 
@@ -71,9 +75,15 @@ def child(contender: str, namespace: str, n: int, port: int, timeout: float, dia
     baseline = rss_mb()
     names = [f"job-{i:05d}" for i in range(n)]
 
+    logs = {"containers": None, "max_streams": 5, "max_lines": 1000, "tail_lines": 50}
+
     def make(name: str) -> Any:
         if contender == "ours":  # as the operators defer: diagnostics on unless --no-diagnostics
             return JobTrigger(namespace=namespace, job_name=name, diagnostics=diagnostics)
+        if contender == "ours-logs":  # and with the Pod log streams operators turn on (get_logs)
+            return JobTrigger(
+                namespace=namespace, job_name=name, diagnostics=diagnostics, logs=logs
+            )
         return KubernetesJobTrigger(
             job_name=name,
             job_namespace=namespace,
@@ -108,7 +118,7 @@ def child(contender: str, namespace: str, n: int, port: int, timeout: float, dia
         statuses: dict[str, int] = {}
         for ev in events.values():
             key = str(ev.get("status"))
-            if contender == "ours" and ev.get("job"):
+            if contender.startswith("ours") and ev.get("job"):
                 key += "/" + str(ev["job"].get("state"))
             statuses[key] = statuses.get(key, 0) + 1
         return {
@@ -195,11 +205,11 @@ def main() -> int:
     p.add_argument("--hold", type=float, default=45.0, help="seconds each Pod runs on kwok (default 45)")
     p.add_argument("--timeout", type=float, default=600.0, help="per contender (s)")
     p.add_argument("--kwok-nodes", type=int, default=2)
-    p.add_argument("--only", default="ours,peer")
+    p.add_argument("--only", default="ours,ours-logs,peer")
     p.add_argument(
         "--no-diagnostics", action="store_true", help="ours without wait diagnostics (the trigger's default)"
     )
-    p.add_argument("--child", choices=["ours", "peer"], help=argparse_hidden())
+    p.add_argument("--child", choices=["ours", "ours-logs", "peer"], help=argparse_hidden())
     p.add_argument("--namespace", help=argparse_hidden())
     a = p.parse_args()
     st = c.load_cluster(a.dir)

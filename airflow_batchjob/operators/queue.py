@@ -120,7 +120,9 @@ class QueueJobOperator(BatchJobOperator):
     :param fail_on_dead_letter: fail the task when items were dead-lettered (default True).
 
     Takes the parameters of :class:`BatchJobOperator` for the program (``cmds``/``arguments`` or
-    a template) and the Job spec. Returns the Job outcome plus queue statistics.
+    a template) and the Job spec. Returns the Job outcome, queue statistics and ``results``: what
+    each item's program wrote to ``$BATCHJOB_RESULT_FILE``, ``[{"id", "item", "result"}]`` in pre-fill
+    order (kept by the worker in the broker beside the queue, stored with the item's completion).
     """
 
     template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "count", "queue_name")
@@ -251,4 +253,13 @@ class QueueJobOperator(BatchJobOperator):
             raise BatchJobError(
                 f"the Job ended but {left} items are still in queue {self.queue_name}: {stats}"
             )
-        return {**self.result(outcome), "queue": stats}
+        results = self.queue_results() if self.do_xcom_push else []
+        return {**self.result(outcome), "queue": stats, "results": results}
+
+    def queue_results(self) -> list[dict[str, Any]]:
+        """What the programs wrote to ``$BATCHJOB_RESULT_FILE``, per item, kept by the worker in the
+        broker beside the queue (Redis hash ``<queue>:results``, RabbitMQ queue ``<queue>.results``)."""
+        url = broker_url(self.broker, self.conn_id)
+        if self.broker == "redis":
+            return queues.RedisQueue(queues.redis_from_url(url), str(self.queue_name)).read_results()
+        return queues.RabbitQueue(queues.rabbit_params_from_url(url), str(self.queue_name)).read_results()

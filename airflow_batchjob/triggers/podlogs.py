@@ -112,8 +112,9 @@ class _Stream:
             else:
                 if self._state() in ("terminated", "gone"):
                     return
-            if errors >= MAX_ERRORS or self._state() == "gone":
-                return
+            state = self._state()
+            if errors >= MAX_ERRORS or state == "gone" or (state == "terminated" and errors >= 2):
+                return  # what was printed stays; a log that cannot be read is not worth a slot
             self.point.resume()
             await asyncio.sleep(RETRY_SECONDS)
 

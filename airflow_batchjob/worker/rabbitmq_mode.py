@@ -17,6 +17,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from airflow_batchjob.core.results import RESULT_ENV
 from airflow_batchjob.queues import (
     ATTEMPTS_HEADER,
     EXIT_CODE_HEADER,
@@ -25,12 +26,16 @@ from airflow_batchjob.queues import (
     declare,
     parse_envelope,
     rabbit_params_from_url,
+    result_record,
 )
 from airflow_batchjob.worker.run import (
+    EXIT_BAD_RESULT,
     EXIT_TERMINATED,
     ProgramStartError,
     Stop,
+    item_result,
     log,
+    new_result_file,
     program_env,
     run_program,
     write_summary,
@@ -88,11 +93,12 @@ def _consume_one(
     headers = dict(props.headers or {})
     attempt = _int(headers.get(ATTEMPTS_HEADER)) + 1
     summary.update(item_id=env.id, attempt=attempt)
+    result_file = new_result_file()
     try:
         code = run_program(
             program,
             env.item_bytes,
-            program_env(env.item, {"ITEM_ID": env.id}),
+            program_env(env.item, {"ITEM_ID": env.id, RESULT_ENV: result_file}),
             stop,
             idle=lambda seconds: conn.process_data_events(time_limit=seconds),
         )
@@ -101,8 +107,17 @@ def _consume_one(
         _release(ch, method.delivery_tag)
         write_summary(termination_log, {**summary, "exit_code": e.exit_code, "outcome": "released"})
         return e.exit_code
+    finally:
+        value, error = item_result(result_file, f"item {env.id}")
+    if code == 0 and error is not None:  # an unusable result fails the item like an exit code
+        log(error)
+        code = EXIT_BAD_RESULT
     if code == 0:
         try:
+            if value is not None:  # confirmed before the ack: a done item never lacks its result
+                declare(ch, rq.results)
+                props = pika.BasicProperties(delivery_mode=PERSISTENT, content_type="application/json")
+                ch.basic_publish("", rq.results, result_record(env, value).encode(), props, mandatory=True)
             ch.basic_ack(method.delivery_tag)
         except pika.exceptions.AMQPError as e:
             log(f"item {env.id} processed, but its ack failed ({type(e).__name__}); it will be redelivered")

@@ -16,12 +16,16 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from airflow_batchjob.core.results import RESULT_ENV
 from airflow_batchjob.queues import Envelope, RedisQueue, redis_from_url
 from airflow_batchjob.worker.run import (
+    EXIT_BAD_RESULT,
     EXIT_TERMINATED,
     ProgramStartError,
     Stop,
+    item_result,
     log,
+    new_result_file,
     program_env,
     run_program,
     write_summary,
@@ -98,8 +102,10 @@ def run(
         wait = 0.05
         renewer = Renewer(q, env, me, lease_seconds)
         renewer.start()
+        result_file = new_result_file()
         try:
-            code = run_program(program, env.item_bytes, program_env(env.item, {"ITEM_ID": env.id}), stop)
+            item_env = program_env(env.item, {"ITEM_ID": env.id, RESULT_ENV: result_file})
+            code = run_program(program, env.item_bytes, item_env, stop)
         except ProgramStartError as e:
             log(str(e))
             q.release(env)
@@ -107,8 +113,12 @@ def run(
             break
         finally:
             renewer.stop()
+            value, error = item_result(result_file, f"item {env.id}")
+        if code == 0 and error is not None:  # an unusable result fails the item like an exit code
+            log(error)
+            code = EXIT_BAD_RESULT
         if code == 0:
-            if q.complete(env):
+            if q.complete(env, value):
                 counts["processed"] += 1
             else:
                 counts["lost_leases"] += 1

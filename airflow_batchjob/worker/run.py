@@ -225,11 +225,9 @@ def new_result_file() -> str:
     return path
 
 
-def take_result(path: str, summary: dict[str, Any], where: str) -> str | None:
-    """Move the program's result into ``summary["result"]``; why it is unusable, or None.
-
-    The summary with the result must fit the termination message (the kubelet keeps 4 KiB).
-    """
+def item_result(path: str, where: str) -> tuple[Any, str | None]:
+    """Read (and delete) what the program wrote to its result file: ``(value, None)``, or
+    ``(None, why it is unusable)``; an empty file is no result (``None``)."""
     try:
         with open(path, "rb") as f:
             text = f.read(TERMINATION_LOG_LIMIT + 1).decode("utf-8", "surrogateescape")
@@ -238,7 +236,15 @@ def take_result(path: str, summary: dict[str, Any], where: str) -> str | None:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
-    value, error = check_result(text, where)
+    return check_result(text, where)
+
+
+def take_result(path: str, summary: dict[str, Any], where: str) -> str | None:
+    """Move the program's result into ``summary["result"]``; why it is unusable, or None.
+
+    The summary with the result must fit the termination message (the kubelet keeps 4 KiB).
+    """
+    value, error = item_result(path, where)
     if error is not None or value is None:
         return error
     room = TERMINATION_LOG_LIMIT - 1 - len(json.dumps({**summary, "result": None}, separators=(",", ":")))

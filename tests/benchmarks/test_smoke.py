@@ -114,8 +114,9 @@ def test_fanout_smoke(local_cluster: lc.State, tmp_path: Path) -> None:
 
 def test_trigger_memory_smoke(local_cluster: lc.State, tmp_path: Path) -> None:
     r = run("trigger_memory.py", local_cluster, tmp_path, "--jobs", "3", "--hold", "1", timeout=180)
-    for contender in ("ours", "peer"):
+    for contender in ("ours", "ours-logs", "peer"):
         one = r["results"][contender]
         assert one["events"] == 3, one
         assert one["rss_peak_mb"] > 0
     assert r["results"]["ours"]["statuses"] == {"met/succeeded": 3}
+    assert r["results"]["ours-logs"]["statuses"] == {"met/succeeded": 3}

@@ -13,7 +13,7 @@ import pytest
 from airflow_batchjob.operators.indexed import IndexedJobOperator
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
-from tests.cluster.helpers import new_dag
+from tests.cluster.helpers import new_dag, queue_dag
 
 pytestmark = pytest.mark.cluster
 
@@ -145,3 +145,40 @@ def test_indexed_results_merge_over_a_retry_of_a_failed_index(
     rows = out["xcom"]["return_value"]["items"]
     assert [r["result"] for r in rows] == [1, 4, 9, 16]
     assert len({r["job"] for r in rows}) == 2, "three results from the first attempt, one from the retry"
+
+
+@pytest.mark.parametrize(
+    ("broker", "consume"),
+    [
+        ("redis", {"mode": "variable", "parallelism": 2}),
+        ("rabbitmq", {"mode": "pod_per_item", "parallelism": 2}),
+    ],
+    ids=["redis", "rabbitmq"],
+)
+def test_queue_results_keyed_by_item(
+    run_dag: Any, namespace: str, tmp_path: Path, broker: str, consume: dict[str, Any]
+) -> None:
+    """Each item's result is kept in the broker beside the queue; a bad one fails that item only."""
+    tmp_path.chmod(0o777)
+    script = (
+        'if [ "$ITEM" = bad ]; then echo "not json" > "$BATCHJOB_RESULT_FILE"; exit 0; fi; '
+        'echo "{\\"len\\": ${#ITEM}}" > "$BATCHJOB_RESULT_FILE"'
+    )
+    items = ["apple", "fig", "bad"]
+    count = {"count": 3} if broker == "rabbitmq" else {}
+    dag = queue_dag(
+        f"results_{broker}",
+        namespace,
+        broker,
+        items,
+        tmp_path,
+        script,
+        max_attempts=1,
+        fail_on_dead_letter=False,
+        **{**consume, **count},
+    )
+    out = run_dag(dag)["consume"]
+    assert out["state"] == "success"
+    ret = out["xcom"]["return_value"]
+    assert ret["queue"]["dead"] == 1 and ret["queue"]["dead_items"] == ["bad"]
+    assert [(r["item"], r["result"]) for r in ret["results"]] == [("apple", {"len": 5}), ("fig", {"len": 3})]
