@@ -81,9 +81,7 @@ def child(contender: str, namespace: str, n: int, port: int, timeout: float, dia
         if contender == "ours":  # as the operators defer: diagnostics on unless --no-diagnostics
             return JobTrigger(namespace=namespace, job_name=name, diagnostics=diagnostics)
         if contender == "ours-logs":  # and with the Pod log streams operators turn on (get_logs)
-            return JobTrigger(
-                namespace=namespace, job_name=name, diagnostics=diagnostics, logs=logs
-            )
+            return JobTrigger(namespace=namespace, job_name=name, diagnostics=diagnostics, logs=logs)
         return KubernetesJobTrigger(
             job_name=name,
             job_namespace=namespace,

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import re
+from typing import Any
 
 LABEL_PREFIX = "batchjob.airflow.io"
 
@@ -86,16 +87,19 @@ def job_name(
     *,
     item_key: str | None = None,
     attempt_suffix: str | None = None,
+    prefix: str | None = None,
 ) -> str:
     """The Job name for a task instance (and optionally one work item / one attempt).
 
     ``<readable dag-task[-item|-map_index][-suffix]>-<hash>``, at most 52 chars. The hash covers the
     raw inputs as an unambiguous JSON tuple, so the name is stable across retries and workers while
-    two runs of a backfill, or items that sanitise alike (``A b`` / ``a-b``), never collide.
+    two runs of a backfill, or items that sanitise alike (``A b`` / ``a-b``), never collide. A
+    user's ``prefix`` replaces ``dag-task`` in the readable part (the hash still covers them all).
     """
-    identity = json.dumps([dag_id, task_id, run_id, map_index, item_key, attempt_suffix], ensure_ascii=True)
+    ids = [dag_id, task_id, run_id, map_index, item_key, attempt_suffix]
+    identity = json.dumps(ids if prefix is None else [*ids, prefix], ensure_ascii=True)
     digest = _digest(identity, _NAME_HASH_LEN)
-    parts = [dag_id, task_id]
+    parts = [dag_id, task_id] if prefix is None else [prefix]
     if item_key is not None:
         parts.append(item_key)
     elif map_index >= 0:
@@ -146,6 +150,17 @@ def task_annotations(
     if item_key is not None:
         annotations[ANNOTATION_ITEM_KEY] = item_key
     return annotations
+
+
+def owned_by(job: dict[str, Any], dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> bool:
+    """Whether a Job was made by this task instance (its exact ids in the annotations). A Job made
+    by hand, or by another run under an exact name (``random_name_suffix=False``), is not."""
+    ann = (job.get("metadata") or {}).get("annotations") or {}
+    return (
+        ann.get(ANNOTATION_DAG_ID) == dag_id
+        and ann.get(ANNOTATION_TASK_ID) == task_id
+        and (ann.get(ANNOTATION_RUN_ID) == run_id and ann.get(LABEL_MAP_INDEX, "-1") == str(map_index))
+    )
 
 
 def task_selector(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:

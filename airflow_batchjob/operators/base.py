@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import signal
 import threading
 import time
@@ -88,9 +89,27 @@ def decided_event(job: dict[str, Any]) -> dict[str, Any] | None:
     return {"status": verdict.value, "message": why, "job": outcome.to_dict()}
 
 
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable`` where the deployment set it, else True (this provider's
+    default: a waiting task costs no worker slot).
+
+    "Set" means the environment (``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE``, ``_CMD``, ``_SECRET``)
+    or a value other than Airflow's shipped default (False): ``airflow.cfg`` files are generated
+    with every default written out, so a False there cannot be told from no setting at all.
+    Without a running triggerer, deferred tasks stay ``deferred``: pass ``deferrable=False``.
+    """
+    from airflow.configuration import conf
+
+    value = conf.getboolean("operators", "default_deferrable", fallback=True)
+    names = [f"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE{s}" for s in ("", "_CMD", "_SECRET")]
+    return value if any(n in os.environ for n in names) else True
+
+
 class BaseBatchJobOperator(BaseOperator):
     """What every pattern's operator shares: connection, namespace, waiting, cleanup, failure logs.
 
+    :param deferrable: wait in the triggerer (after ``defer_after`` seconds in the worker). Default:
+        ``[operators] default_deferrable`` where the deployment sets it, else True.
     :param diagnostics: while waiting, explain in the task log why fewer Pods run than requested
         (quota, backoff, unschedulable, image pull, config errors), on each change and at most
         every ``diagnose_interval`` seconds; and push a ``diagnostics`` XCom summary at the end.
@@ -117,7 +136,7 @@ class BaseBatchJobOperator(BaseOperator):
         *,
         namespace: str | None = None,
         kubernetes_conn_id: str = "kubernetes_default",
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         delete_on_finish: DeletePolicy = "never",
         propagation_policy: str = "Background",
         wait_timeout: dt.timedelta | float | None = None,
@@ -165,7 +184,7 @@ class BaseBatchJobOperator(BaseOperator):
             raise InvalidJobTemplateError("log_tail_lines and max_failed_pod_logs must be >= 0")
         self.namespace = namespace
         self.kubernetes_conn_id = kubernetes_conn_id
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.delete_on_finish = delete_on_finish
         self.propagation_policy = propagation_policy
         self.wait_timeout = _seconds(wait_timeout)

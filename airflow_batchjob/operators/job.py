@@ -48,6 +48,13 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    """One value from a parameter and its cncf.kubernetes alias; both given is a mistake."""
+    if value is not None and alias_value is not None:
+        raise InvalidJobTemplateError(f"{name} and {alias} are the same parameter: pass one of them")
+    return value if value is not None else alias_value
+
+
 class BatchJobOperator(BaseBatchJobOperator):
     """Run a Kubernetes Job and wait for it; deferrable (watch-based) by default.
 
@@ -58,6 +65,14 @@ class BatchJobOperator(BaseBatchJobOperator):
     Job's name, namespace, uid and outcome; also pushes ``job_name``/``job_namespace``/``job_uid``
     right after creating it.
 
+    :param job_name: a prefix for the Job's name (alias: ``name``, cncf.kubernetes' name): the
+        deterministic per-task-instance suffix is added, so runs never share a Job and retries
+        adopt theirs. ``random_name_suffix=False`` uses it as the exact name.
+    :param random_name_suffix: add the suffix to ``job_name`` (default True). cncf.kubernetes'
+        name; the suffix here is derived from dag, task, run and map index, not random.
+    :param env_vars: alias of ``env`` (cncf.kubernetes' name).
+    :param wait_until_job_complete: wait for the Job's outcome (default True). False creates (or
+        adopts) the Job and returns ``{name, namespace, uid}`` at once; a ``JobSensor`` waits.
     :param reuse_succeeded: if this task instance's Job already succeeded, return its result
         even when the user cleared the task after it succeeded. Default: a clear runs it again.
         (A retry always keeps a succeeded Job whose outcome the failed try never reported.)
@@ -105,9 +120,17 @@ class BatchJobOperator(BaseBatchJobOperator):
         ttl_seconds_after_finished: int | None = None,
         suspend: bool | None = None,
         reuse_succeeded: bool = False,
+        name: str | None = None,
+        random_name_suffix: bool = True,
+        env_vars: Mapping[str, str] | list[dict[str, Any]] | None = None,
+        wait_until_job_complete: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        job_name = _alias("job_name", job_name, "name", name)
+        env = _alias("env", env, "env_vars", env_vars)
+        self.random_name_suffix = random_name_suffix
+        self.wait_until_job_complete = wait_until_job_complete
         if job_template is None and image is None:
             raise InvalidJobTemplateError("BatchJobOperator needs job_template or image: pass one of them")
         self.job_template = job_template
@@ -181,7 +204,9 @@ class BatchJobOperator(BaseBatchJobOperator):
         ti = context["ti"]
         dag_id, task_id, run_id = ti.dag_id, ti.task_id, ti.run_id
         map_index = -1 if ti.map_index is None else ti.map_index
-        name = name or self.job_name or naming.job_name(dag_id, task_id, run_id, map_index)
+        if name is None and self.job_name and not self.random_name_suffix:
+            name = self.job_name
+        name = name or naming.job_name(dag_id, task_id, run_id, map_index, prefix=self.job_name or None)
         labels = {
             **naming.task_labels(dag_id, task_id, run_id, map_index, ti.try_number),
             **self.labels,
@@ -222,6 +247,9 @@ class BatchJobOperator(BaseBatchJobOperator):
         self.push(context, "job_name", name)
         self.push(context, "job_namespace", namespace)
         self.push(context, "job_uid", uid)
+        if not self.wait_until_job_complete:
+            self.log.info("not waiting for Job %s/%s (wait_until_job_complete=False)", namespace, name)
+            return {"name": name, "namespace": namespace, "uid": uid}
         return self.wait(context, namespace, name, uid, job)
 
     def create_or_adopt(
@@ -234,11 +262,25 @@ class BatchJobOperator(BaseBatchJobOperator):
         try reported before the user cleared the task. The caller finishes a kept Job at once.
         """
         name = body["metadata"]["name"]
+        ann = body["metadata"].get("annotations") or {}
+        me = (
+            ann.get(naming.ANNOTATION_DAG_ID, ""),
+            ann.get(naming.ANNOTATION_TASK_ID, ""),
+            ann.get(naming.ANNOTATION_RUN_ID, ""),
+            int(ann.get(naming.LABEL_MAP_INDEX, "-1")),
+        )
         for _ in range(3):
             existing = hook.get_job(namespace, name)
             if existing is not None:
                 outcome = outcome_from_job(existing)
                 uid = existing["metadata"]["uid"]
+                mine = naming.owned_by(existing, *me)
+                if not mine and not outcome.done:
+                    raise BatchJobError(
+                        f"Job {namespace}/{name} is still running, but another run (or a person) "
+                        "made it: with random_name_suffix=False every run uses this one name. Let "
+                        "the name take its per-run suffix, or wait for that Job first"
+                    )
                 if not outcome.done:
                     self.log.info(
                         "adopting Job %s/%s (uid %s), still running: %s",
@@ -248,8 +290,10 @@ class BatchJobOperator(BaseBatchJobOperator):
                         outcome.summary(),
                     )
                     return existing
-                if outcome.state is JobState.SUCCEEDED and (
-                    self.reuse_succeeded or keep_succeeded(existing, self.max_tries(context))
+                if (
+                    mine
+                    and outcome.state is JobState.SUCCEEDED
+                    and (self.reuse_succeeded or keep_succeeded(existing, self.max_tries(context)))
                 ):
                     self.log.info(
                         "Job %s/%s (uid %s) already succeeded; keeping it (%s)",
@@ -261,13 +305,21 @@ class BatchJobOperator(BaseBatchJobOperator):
                         else "an earlier try of this task ended before it reported the outcome",
                     )
                     return existing
+                why = (
+                    "another run's Job of the same exact name"
+                    if not mine
+                    else "the task was cleared after it succeeded"
+                    if job_mark(existing)
+                    else "a retry runs a failed Job again"
+                )
                 self.log.info(
-                    "Job %s/%s from an earlier try ended %s (%s); replacing it with a fresh Job%s",
+                    "Job %s/%s (uid %s) ended %s (%s); replacing it with a fresh Job: %s",
                     namespace,
                     name,
+                    uid,
                     outcome.state.value,
                     outcome.reason,
-                    " (the task was cleared after it succeeded)" if job_mark(existing) else "",
+                    why,
                 )
                 hook.delete_job(namespace, name, "Background", uid=uid)
                 hook.wait_deleted(namespace, name, uid)

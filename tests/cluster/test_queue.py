@@ -148,7 +148,7 @@ def test_worker_killed_mid_item_loses_nothing(
     items = ["a", "victim", "b", "c"]
     program = (
         'if [ "$ITEM" = victim ] && [ ! -e /out/killed ]; then echo $PPID > /out/victim.pid; sleep 60; fi; '
-        'printf "%s\\n" "$ITEM" >> /out/results'
+        'printf "%s\\n" "$ITEM" >> /out/results; echo "\\"done $ITEM\\"" > "$BATCHJOB_RESULT_FILE"'
     )
     mode: dict[str, Any] = (
         {"mode": "variable", "lease_seconds": 3}
@@ -174,3 +174,6 @@ def test_worker_killed_mid_item_loses_nothing(
     assert (tmp_path / "killed").exists(), "the victim was never picked up"
     assert result["consume"]["state"] == "success"
     assert results(tmp_path) == Counter(items), "0 lost, none twice"
+    returned = result["consume"]["xcom"]["return_value"]["results"]
+    assert sorted(r["item"] for r in returned) == sorted(items), "one result per item, the re-leased one too"
+    assert all(r["result"] == f"done {r['item']}" for r in returned)

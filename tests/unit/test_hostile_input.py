@@ -136,7 +136,7 @@ def test_queue_name_is_one_argv_element(queue: str) -> None:
     [
         ({"labels": {"team": "a b"}}, "label"),
         ({"labels": {"bad key!": "v"}}, "label"),
-        ({"job_name": "Not_A_Name"}, "name"),
+        ({"job_name": "Not_A_Name", "random_name_suffix": False}, "name"),  # an exact name
         ({"job_template": {"spec": {"completions": "three"}}}, "completions"),
         ({"job_template": "kind: [unclosed"}, "not valid YAML"),
         ({"job_template": "spec: {{ params.missing }}: [x"}, "not valid YAML"),

@@ -7,6 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
+from airflow_batchjob.core import naming
 from airflow_batchjob.core.naming import (
     ANNOTATION_ITEM_KEY,
     ANNOTATION_RUN_ID,
@@ -169,3 +170,20 @@ def test_task_selector_matches_every_try_of_only_that_instance() -> None:
     mapped = task_selector("d", "t", RUN_UTC, 4)
     assert _selector_matches(mapped, task_labels("d", "t", RUN_UTC, 4, try_number=3))
     assert not _selector_matches(mapped, task_labels("d", "t", RUN_UTC, 5))
+
+
+def test_a_prefix_replaces_the_readable_part_and_keeps_runs_apart() -> None:
+    a = naming.job_name("etl", "load", "run-1", prefix="Nightly_Export")
+    b = naming.job_name("etl", "load", "run-2", prefix="Nightly_Export")
+    assert a.startswith("nightly-export-") and b.startswith("nightly-export-") and a != b
+    assert naming.is_dns1123_label(a) and len(a) <= naming.JOB_NAME_MAX
+    assert a == naming.job_name("etl", "load", "run-1", prefix="Nightly_Export"), "deterministic"
+    assert a != naming.job_name("etl", "load", "run-1"), "the prefix is part of the identity"
+
+
+def test_owned_by_compares_the_exact_ids() -> None:
+    job = {"metadata": {"annotations": naming.task_annotations("d", "t", "r+00:00", 2)}}
+    assert naming.owned_by(job, "d", "t", "r+00:00", 2)
+    assert not naming.owned_by(job, "d", "t", "r+01:00", 2)
+    assert not naming.owned_by(job, "d", "t", "r+00:00", -1)
+    assert not naming.owned_by({"metadata": {}}, "d", "t", "r", -1)

@@ -91,3 +91,14 @@ def test_triggers_settle_by_default_and_serialize_a_changed_value(monkeypatch: A
 class _NoLog:
     def info(self, *args: Any) -> None:
         pass
+
+
+def test_deferrable_follows_the_deployment_only_where_it_set_it(monkeypatch: Any) -> None:
+    from airflow_batchjob.operators.base import default_deferrable
+
+    monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
+    assert default_deferrable() is True  # Airflow's shipped False is no choice of the deployment
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "false")
+    assert default_deferrable() is False
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true")
+    assert default_deferrable() is True

@@ -52,6 +52,7 @@ with DAG(
     BatchJobOperator(
         task_id="sensed",
         job_name="sensed-{{ run_id | lower | replace('_', '-') }}",
+        random_name_suffix=False,
         cmds=["sleep", "2"],
         **FAST,
     )
