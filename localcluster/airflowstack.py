@@ -51,7 +51,8 @@ class AirflowStack:
         self.port = free_port()
         self.db = self.home / "airflow.db"
         self.airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
-        self.env = dict(os.environ)
+        # The services run as deployed: no test-process override of the defer hold.
+        self.env = {k: v for k, v in os.environ.items() if k != "AIRFLOW__BATCHJOB__DEFER_SETTLE_SECONDS"}
         self.env.update(
             {
                 "AIRFLOW_HOME": str(self.home),

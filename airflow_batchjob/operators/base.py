@@ -61,7 +61,9 @@ def run_wait(wait: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
     the kernel hands to another thread of the task (Airflow's supervisor comms, thread pools)
     does not interrupt the main thread's ``select()``, so a wait with no timer due slept through
     Airflow's SIGTERM handler, and never called ``on_kill``, until its Job changed (seen in CI).
-    Registered with the loop, the same handler wakes it through its wakeup fd and runs at once.
+    Registered with the loop, the same handler wakes it through its wakeup fd and runs at once;
+    then the wait ends (``on_kill`` deleted what it waited on) with the handler's exception, or
+    ``BatchJobError``, instead of waiting for the watch to report the deletion.
     """
 
     async def main() -> dict[str, Any]:
@@ -69,10 +71,29 @@ def run_wait(wait: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
         previous = signal.getsignal(signal.SIGTERM)
         on_main = threading.current_thread() is threading.main_thread()  # where signals can be set
         handler = previous if callable(previous) and on_main else None
+        waiting = asyncio.current_task()
+        failure: list[BaseException] = []
+
+        def killed() -> None:
+            # Airflow's handler calls on_kill (which deletes the Jobs) and may return without
+            # raising: the wait then has nothing left to wait for, so end it here.
+            try:
+                handler(int(signal.SIGTERM), None)  # type: ignore[misc]
+            except BaseException as e:
+                failure.append(e)
+            finally:
+                if waiting is not None:
+                    waiting.cancel()
+                    failure.append(BatchJobError("the task was killed (SIGTERM) while it waited"))
+
         if handler is not None:
-            loop.add_signal_handler(signal.SIGTERM, handler, int(signal.SIGTERM), None)
+            loop.add_signal_handler(signal.SIGTERM, killed)
         try:
             return await wait
+        except asyncio.CancelledError:
+            if failure:
+                raise failure[0] from None
+            raise
         finally:
             if handler is not None:
                 loop.remove_signal_handler(signal.SIGTERM)

@@ -294,6 +294,7 @@ class BatchJobOperator(BaseBatchJobOperator):
                     mine
                     and outcome.state is JobState.SUCCEEDED
                     and (self.reuse_succeeded or keep_succeeded(existing, self.max_tries(context)))
+                    and self.work_left_done(existing)
                 ):
                     self.log.info(
                         "Job %s/%s (uid %s) already succeeded; keeping it (%s)",
@@ -336,6 +337,10 @@ class BatchJobOperator(BaseBatchJobOperator):
             self.log.info("created Job %s/%s (uid %s)", namespace, name, job["metadata"]["uid"])
             return job
         raise BatchJobError(f"could not create or adopt Job {namespace}/{name}: it keeps changing")
+
+    def work_left_done(self, job: dict[str, Any]) -> bool:
+        """Whether a succeeded Job still stands for finished work (a queue may have items left)."""
+        return True
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         if self.resumed_without_event(context, event):

@@ -225,6 +225,15 @@ class QueueJobOperator(BatchJobOperator):
         self.push(context, "job_namespace", namespace)
         return self.wait(context, namespace, name, job["metadata"]["uid"], job)
 
+    def work_left_done(self, job: dict[str, Any]) -> bool:
+        """A succeeded queue Job is kept only if its queue is drained: items redelivered after
+        the Job completed (a lost acknowledgement) need a fresh Job to run them."""
+        stats = self.queue_stats()
+        left = int(stats.get("pending", 0) or 0) + int(stats.get("processing", 0) or 0)
+        if left:
+            self.log.info("queue %s still holds %d items: the Job runs again", self.queue_name, left)
+        return not left
+
     def queue_stats(self) -> dict[str, Any]:
         url = broker_url(self.broker, self.conn_id)
         if self.broker == "redis":

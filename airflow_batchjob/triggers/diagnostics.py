@@ -284,11 +284,11 @@ async def watched(
             yield sub, diag
         except BaseException:
             if diag.logs is not None:
-                diag.logs.cancel()
+                await diag.logs.stop()
             raise
         if diag.logs is not None and diag.log_pods is not None:
             if diag.final_status in ("met", "failed", "stuck"):  # the outcome: show every Pod's end
                 diag.logs.update(diag.log_pods.jobs.values())
                 await diag.logs.finish()
             else:  # a wait that times out (or hands over to the trigger) just stops reading
-                diag.logs.cancel()
+                await diag.logs.stop()

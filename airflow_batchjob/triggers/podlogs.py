@@ -277,8 +277,12 @@ class PodLogs:
                 )
         self.done = []
 
-    def cancel(self) -> None:
-        """The wait was cancelled (a killed task, a stopping triggerer): drop every stream."""
+    async def stop(self) -> None:
+        """The wait ends without an outcome (cancelled, deleted, handed over): drop every stream,
+        and wait until each has let go of its connection (the shared client may close next)."""
         self.closing = True
-        for task in list(self.running):
+        tasks = list(self.running)
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=DRAIN_SECONDS)

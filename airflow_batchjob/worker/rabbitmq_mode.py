@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,7 @@ from airflow_batchjob.worker.run import (
 
 URL_ENV = "BATCHJOB_AMQP_URL"
 EXIT_USAGE = 2
+EMPTY_GRACE_SECONDS = 10.0  # how long a Pod that finds the queue empty looks again before it succeeds
 EXIT_UNACKED = 75  # EX_TEMPFAIL: processed, but the ack did not reach the broker; it will be redelivered
 
 
@@ -85,6 +87,12 @@ def _consume_one(
     if stop.requested:  # stopped before taking anything: nothing to release
         return EXIT_TERMINATED
     method, props, body = ch.basic_get(rq.name, auto_ack=False)
+    deadline = time.monotonic() + EMPTY_GRACE_SECONDS
+    while method is None and time.monotonic() < deadline and not stop.requested:
+        # An item in flight elsewhere (unacknowledged, so invisible) may come back: a worker whose
+        # acknowledgement was lost, or whose connection just dropped. Look again for a while.
+        conn.process_data_events(time_limit=0.5)
+        method, props, body = ch.basic_get(rq.name, auto_ack=False)
     if method is None:
         # Its item was done by a Pod that died after acknowledging: succeed, so the Job completes.
         write_summary(termination_log, {**summary, "item_id": None, "exit_code": 0, "outcome": "empty"})

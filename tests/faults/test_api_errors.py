@@ -46,6 +46,7 @@ def one_job_dag(dag_id: str, namespace: str, deferrable: bool = True, seconds: i
             image="busybox:1.36",
             cmds=["sh", "-c", f"sleep {seconds}"],
             deferrable=deferrable,
+            defer_after=0,  # deferrable: the whole wait runs in the trigger
         )
     return dag
 

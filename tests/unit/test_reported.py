@@ -78,6 +78,7 @@ def test_settle_holds_an_early_event_only() -> None:
 
 
 def test_triggers_settle_by_default_and_serialize_a_changed_value(monkeypatch: Any) -> None:
+    monkeypatch.delenv("AIRFLOW__BATCHJOB__DEFER_SETTLE_SECONDS", raising=False)  # conftest's
     trigger = JobTrigger(namespace="ns", job_name="j")
     assert trigger.settle_seconds is None and settle_seconds(None) == SETTLE_SECONDS > 0
     assert "settle_seconds" not in trigger.serialize()[1]

@@ -1,4 +1,5 @@
-"""A SIGTERM delivered to another thread must still reach the task's handler during a wait.
+"""A SIGTERM delivered to another thread must still reach the task's handler during a wait, and
+end the wait.
 
 Airflow's task runner handles SIGTERM (it calls ``on_kill``) with a Python handler, which only
 runs when the main thread runs bytecode. A wait in the worker spends its time in the event loop's
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from airflow_batchjob.exceptions import BatchJobError
 from airflow_batchjob.operators.job import run_wait
 
 
@@ -38,34 +40,51 @@ def _signal_from_another_thread(sent: list[float], delay: float = 0.3) -> None:
     threading.Thread(target=send, daemon=True).start()
 
 
-def test_sigterm_to_another_thread_runs_the_handler_during_the_wait(sigterm_handler: Any) -> None:
-    """Without the loop's handler, this one ran only when the 10 s guard woke the loop."""
+def test_sigterm_to_another_thread_runs_the_handler_and_ends_the_wait(sigterm_handler: Any) -> None:
+    """Without the loop's handler, this one ran only when the 10 s guard woke the loop; and once
+    it has run (Airflow's calls on_kill, which deletes the Jobs), the wait ends at once."""
     sent: list[float] = []
     ran: list[tuple[str, float]] = []
-    woken: asyncio.Future[None] | None = None
 
     def handler(signum: int, frame: Any) -> None:
         ran.append((threading.current_thread().name, time.monotonic()))
-        if woken is not None and not woken.done():
-            woken.set_result(None)
 
     sigterm_handler(handler)
 
     async def wait() -> dict[str, Any]:
-        nonlocal woken
-        woken = asyncio.get_running_loop().create_future()
         _signal_from_another_thread(sent)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(woken, 10)  # the guard: nothing else wakes the loop before it
+            await asyncio.sleep(10)  # the guard: nothing else wakes the loop before it
         return {"status": "done"}
 
-    assert run_wait(wait()) == {"status": "done"}
+    with pytest.raises(BatchJobError, match="killed"):
+        run_wait(wait())
+    ended = time.monotonic()
     ((thread, at),) = ran
     assert thread == "MainThread"
     assert at - sent[0] < 5, (
         f"the handler ran {at - sent[0]:.1f}s after the signal: only when the guard woke the loop"
     )
+    assert ended - sent[0] < 5, "the wait went on after the task was killed"
     assert signal.getsignal(signal.SIGTERM) is handler  # Airflow's handler is back after the wait
+
+
+def test_an_exception_of_the_handler_ends_the_wait(sigterm_handler: Any) -> None:
+    class Terminated(Exception):
+        pass
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("SIGTERM")
+
+    sigterm_handler(handler)
+
+    async def wait() -> dict[str, Any]:
+        _signal_from_another_thread([])
+        await asyncio.sleep(10)
+        return {"status": "done"}
+
+    with pytest.raises(Terminated):
+        run_wait(wait())
 
 
 def test_the_wait_result_and_errors_pass_through(sigterm_handler: Any) -> None:
