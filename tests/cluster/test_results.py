@@ -162,7 +162,7 @@ def test_queue_results_keyed_by_item(
     tmp_path.chmod(0o777)
     script = (
         'if [ "$ITEM" = bad ]; then echo "not json" > "$BATCHJOB_RESULT_FILE"; exit 0; fi; '
-        'echo "{\\"len\\": ${#ITEM}}" > "$BATCHJOB_RESULT_FILE"'
+        'n=$(expr length "$ITEM"); echo "{\\"len\\": $n}" > "$BATCHJOB_RESULT_FILE"'
     )
     items = ["apple", "fig", "bad"]
     count = {"count": 3} if broker == "rabbitmq" else {}
