@@ -30,6 +30,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_batchjob.operators.jobgroup",
                     "airflow_batchjob.operators.indexed",
                     "airflow_batchjob.operators.queue",
+                    "airflow_batchjob.operators.lifecycle",
                 ],
             }
         ],
@@ -45,6 +46,23 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_batchjob.triggers.job", "airflow_batchjob.triggers.jobgroup"],
             }
         ],
+        "config": {
+            "batchjob": {
+                "description": "airflow-batchjob's deployment-wide settings.",
+                "options": {
+                    "defer_settle_seconds": {
+                        "description": "A trigger never fires sooner than this after it starts "
+                        "running: long enough for the scheduler to have handled the executor's "
+                        "report of the task's defer-exit (Airflow's defer race, issues 71580 and "
+                        "72716). Read by the triggerer. 0 turns the hold off.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "15",
+                        "default": "15",
+                    },
+                },
+            },
+        },
         "hooks": [
             {
                 "integration-name": "Kubernetes Batch Jobs",
