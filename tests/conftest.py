@@ -82,7 +82,9 @@ def namespace(api_client, local_cluster: lc.State) -> Iterator[str]:  # type: ig
     core = client.CoreV1Api(api_client)
     name = f"t-{uuid.uuid4().hex[:10]}"
     core.create_namespace({"metadata": {"name": name}})
-    deadline = time.monotonic() + 30
+    # The serviceaccount controller makes it; right after a test restarted the apiserver, its
+    # informers may take a while to resume (seen: over 30 s on a loaded CI machine).
+    deadline = time.monotonic() + 120
     while True:
         try:
             core.read_namespaced_service_account("default", name)
