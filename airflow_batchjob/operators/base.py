@@ -1,50 +1,41 @@
 """What every pattern's operator shares: connection, namespace, waiting (in the worker for
-``defer_after`` seconds, then deferred), reading the outcome, cleanup, failure logs, ``on_kill``.
+``defer_after`` seconds, then deferred), ``on_kill``; reading the outcome and cleaning up are in
+``finishing.py``, running a wait in the worker in ``waiting.py``.
 
-One waiting engine (``wait_for_job`` / ``wait_for_group``) runs in the worker or in the triggerer;
-``run_wait`` runs it here with Airflow's SIGTERM handler on its event loop.
+One waiting engine (``wait_for_job`` / ``wait_for_group``) runs in the worker or in the triggerer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
-from kubernetes.client.rest import ApiException
 
-from airflow_batchjob.core.diagnose import pod_summary
-from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
-from airflow_batchjob.core.reported import ANNOTATION_REPORTED, reported_mark
-from airflow_batchjob.core.spec import (
-    held_ttl,
-)
-from airflow_batchjob.core.wait import Verdict, WaitFor, check
 from airflow_batchjob.exceptions import (
-    BatchJobError,
     InvalidJobTemplateError,
-    JobDeletedError,
-    JobFailedError,
-    JobStuckError,
-    JobTimeoutError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.operators.finishing import API_CONCURRENCY, JobFinishing
+from airflow_batchjob.operators.waiting import DEFER_AFTER, decided_event, default_deferrable, run_wait
 from airflow_batchjob.triggers.job import JobTrigger, wait_for_job
+
+__all__ = [  # what the operators and users import from here
+    "API_CONCURRENCY",
+    "DEFER_AFTER",
+    "BaseBatchJobOperator",
+    "decided_event",
+    "default_deferrable",
+    "run_wait",
+]
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DeletePolicy = Literal["never", "on_success", "always"]
-API_CONCURRENCY = 16  # concurrent API calls when an operator creates or patches many Jobs
-DEFER_AFTER = 5.0  # seconds a deferrable operator watches in the worker before it defers
-MAX_SUMMARY_PODS = 2000  # above this, the diagnostics summary does not list the Pods
 ON_KILL_SECONDS = 30
 _DELETE_POLICIES = ("never", "on_success", "always")
 _PROPAGATION = ("Background", "Foreground", "Orphan")
@@ -54,79 +45,7 @@ def _seconds(value: dt.timedelta | float | None) -> float | None:
     return value.total_seconds() if isinstance(value, dt.timedelta) else value
 
 
-def run_wait(wait: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """Run a wait in the worker with SIGTERM handled by the wait's own event loop.
-
-    Python runs signal handlers on the main thread only, when it next runs bytecode. A SIGTERM
-    the kernel hands to another thread of the task (Airflow's supervisor comms, thread pools)
-    does not interrupt the main thread's ``select()``, so a wait with no timer due slept through
-    Airflow's SIGTERM handler, and never called ``on_kill``, until its Job changed (seen in CI).
-    Registered with the loop, the same handler wakes it through its wakeup fd and runs at once;
-    then the wait ends (``on_kill`` deleted what it waited on) with the handler's exception, or
-    ``BatchJobError``, instead of waiting for the watch to report the deletion.
-    """
-
-    async def main() -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        previous = signal.getsignal(signal.SIGTERM)
-        on_main = threading.current_thread() is threading.main_thread()  # where signals can be set
-        handler = previous if callable(previous) and on_main else None
-        waiting = asyncio.current_task()
-        failure: list[BaseException] = []
-
-        def killed() -> None:
-            # Airflow's handler calls on_kill (which deletes the Jobs) and may return without
-            # raising: the wait then has nothing left to wait for, so end it here.
-            try:
-                handler(int(signal.SIGTERM), None)  # type: ignore[misc]
-            except BaseException as e:
-                failure.append(e)
-            finally:
-                if waiting is not None:
-                    waiting.cancel()
-                    failure.append(BatchJobError("the task was killed (SIGTERM) while it waited"))
-
-        if handler is not None:
-            loop.add_signal_handler(signal.SIGTERM, killed)
-        try:
-            return await wait
-        except asyncio.CancelledError:
-            if failure:
-                raise failure[0] from None
-            raise
-        finally:
-            if handler is not None:
-                loop.remove_signal_handler(signal.SIGTERM)
-                signal.signal(signal.SIGTERM, handler)
-
-    return asyncio.run(main())
-
-
-def decided_event(job: dict[str, Any]) -> dict[str, Any] | None:
-    """The event a wait would report for a Job whose outcome is already decided; None if it is not."""
-    verdict, outcome, why = check(job, WaitFor())
-    if verdict is Verdict.WAITING:
-        return None
-    return {"status": verdict.value, "message": why, "job": outcome.to_dict()}
-
-
-def default_deferrable() -> bool:
-    """``[operators] default_deferrable`` where the deployment set it, else True (this provider's
-    default: a waiting task costs no worker slot).
-
-    "Set" means the environment (``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE``, ``_CMD``, ``_SECRET``)
-    or a value other than Airflow's shipped default (False): ``airflow.cfg`` files are generated
-    with every default written out, so a False there cannot be told from no setting at all.
-    Without a running triggerer, deferred tasks stay ``deferred``: pass ``deferrable=False``.
-    """
-    from airflow.configuration import conf
-
-    value = conf.getboolean("operators", "default_deferrable", fallback=True)
-    names = [f"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE{s}" for s in ("", "_CMD", "_SECRET")]
-    return value if any(n in os.environ for n in names) else True
-
-
-class BaseBatchJobOperator(BaseOperator):
+class BaseBatchJobOperator(JobFinishing, BaseOperator):
     """What every pattern's operator shares: connection, namespace, waiting, cleanup, failure logs.
 
     :param deferrable: wait in the triggerer (after ``defer_after`` seconds in the worker). Default:
@@ -334,196 +253,6 @@ class BaseBatchJobOperator(BaseOperator):
             "resumed without a trigger event (the deferred wait was interrupted): adopting again"
         )
         return True
-
-    def report_diagnostics(
-        self,
-        context: Context | None,
-        event: dict[str, Any],
-        namespace: str,
-        selector: str,
-        outcomes: list[JobOutcome],
-    ) -> dict[str, Any] | None:
-        """Push the ``diagnostics`` XCom: the wait's summary plus what the Job's Pods show now."""
-        if not self.diagnostics:
-            return None
-        summary: dict[str, Any] = dict(event.get("diagnostics") or {})
-        summary["pods_created"] = sum(o.succeeded + o.failed + o.active + o.terminating for o in outcomes)
-        summary["pods_failed"] = sum(o.failed for o in outcomes)
-        try:
-            if summary["pods_created"] <= MAX_SUMMARY_PODS:
-                summary.update(pod_summary(self.hook.list_pods(namespace, selector), time.time()))
-            else:  # listing ten thousand Pods would cost seconds for one summary
-                self.log.info(
-                    "diagnostics: %d Pods, too many to list for Pending times", summary["pods_created"]
-                )
-        except ApiException as e:  # a summary is not worth failing the task for
-            self.log.warning("could not list Pods for the diagnostics summary: %s %s", e.status, e.reason)
-        self.log.info(
-            "diagnostics: at most %s Pods ran at once (%s requested), %s created, %s failed, "
-            "%s evicted, %.1fs Pending in total (longest %.1fs)",
-            summary.get("max_observed_parallelism", "?"),
-            summary.get("requested_parallelism", "?"),
-            summary["pods_created"],
-            summary["pods_failed"],
-            summary.get("pods_evicted", "?"),
-            summary.get("pending_seconds_total", 0.0),
-            summary.get("pending_seconds_max", 0.0),
-        )
-        if context is not None:
-            self.push(context, "diagnostics", summary)
-        return summary
-
-    def finish(
-        self, event: dict[str, Any], context: Context | None = None, cleanup: bool = True
-    ) -> JobOutcome:
-        """Turn a trigger event into an outcome, or raise the right error with the failing Pods' logs.
-
-        With ``cleanup=False`` the caller reads more of the Job first, then calls ``cleanup_after``.
-        """
-        status = event.get("status")
-        outcome = JobOutcome.from_dict(event["job"]) if event.get("job") else None
-        if status == "deleted":
-            raise JobDeletedError(event.get("message", "the Job was deleted"))
-        if outcome is not None and event.get("job_uid"):
-            self.report_diagnostics(
-                context,
-                event,
-                outcome.namespace,
-                f"batch.kubernetes.io/controller-uid={event['job_uid']}",
-                [outcome],
-            )
-        if status in ("timeout", "stuck"):
-            if self.delete_on_finish == "always" and event.get("job_name"):
-                self.hook.delete_job(
-                    event["namespace"], event["job_name"], self.propagation_policy, uid=event.get("job_uid")
-                )
-                self.log.info(
-                    "deleted Job %s/%s (delete_on_finish=always)", event["namespace"], event["job_name"]
-                )
-            elif event.get("job_name"):  # it runs on unobserved: let its TTL clean it up when it ends
-                self.release_ttl(event["namespace"], event["job_name"], event.get("job_uid"))
-            if status == "stuck":
-                raise JobStuckError(event.get("message", "a Pod could not start"))
-            raise JobTimeoutError(event.get("message", "timed out"))
-        if outcome is None or status == "error":
-            raise BatchJobError(f"waiting on the Job failed: {event.get('message')}")
-        self.log.info(
-            "Job %s/%s %s: %s", outcome.namespace, outcome.name, outcome.state.value, outcome.summary()
-        )
-        if outcome.state is JobState.SUCCEEDED:
-            if cleanup:
-                self.cleanup_after(outcome, context)
-            return outcome
-        self.log_failed_pods(outcome)
-        if cleanup:
-            self.cleanup_after(outcome, context)
-        raise JobFailedError(
-            f"Job {outcome.namespace}/{outcome.name} failed: {outcome.reason}: {outcome.message}",
-            outcome.to_dict(),
-        )
-
-    def log_failed_pods(self, outcome: JobOutcome) -> None:
-        """For each failed Pod (capped): name, index, exit code, reason, and the tail of its log."""
-        if not outcome.uid or not self.max_failed_pod_logs:
-            return
-        hook = self.hook
-        pods = hook.list_pods(outcome.namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}")
-        failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
-        failed.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
-        if not failed:
-            self.log.warning("no failed Pods of Job %s/%s are left to show", outcome.namespace, outcome.name)
-        for pod in failed[-self.max_failed_pod_logs :]:
-            meta = pod["metadata"]
-            index = (meta.get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
-            for cs in (pod["status"].get("initContainerStatuses") or []) + (
-                pod["status"].get("containerStatuses") or []
-            ):
-                term = (cs.get("state") or {}).get("terminated") or {}
-                if not term or term.get("exitCode") == 0:
-                    continue
-                tail = hook.pod_log_tail(outcome.namespace, meta["name"], cs["name"], self.log_tail_lines)
-                self.log.error(
-                    "Pod %s/%s%s container %s exited %s (%s)%s; last %d log lines:\n%s",
-                    outcome.namespace,
-                    meta["name"],
-                    f" (index {index})" if index is not None else "",
-                    cs["name"],
-                    term.get("exitCode"),
-                    term.get("reason"),
-                    f": {term['message'].strip()}" if term.get("message") else "",
-                    self.log_tail_lines,
-                    tail.rstrip(),
-                )
-        if len(failed) > self.max_failed_pod_logs:
-            self.log.error("%d more failed Pods not shown", len(failed) - self.max_failed_pod_logs)
-
-    def cleanup_after(self, outcome: JobOutcome, context: Context | None = None) -> None:
-        """The outcome is read: delete the Job if ``delete_on_finish`` asks for it, else set its TTL
-        and, on success, mark it reported (``core/reported.py``).
-
-        A failed Job keeps its TTL held while a retry of the task is still to come: the retry
-        reads it to run only what failed (Indexed Jobs, groups).
-        """
-        succeeded = outcome.state is JobState.SUCCEEDED
-        ns, name = outcome.namespace, outcome.name
-        if self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and succeeded):
-            if self.hook.delete_job(ns, name, self.propagation_policy, uid=outcome.uid):
-                self.log.info("deleted Job %s/%s (delete_on_finish=%s)", ns, name, self.delete_on_finish)
-        elif succeeded or self.ttl_due(succeeded, context):
-            self.release_ttl(ns, name, outcome.uid, mark=self.success_mark(context) if succeeded else None)
-
-    @staticmethod
-    def ttl_due(ok: bool, context: Context | None) -> bool:
-        """Whether held TTLs are set now: after success, or once no retry of the task is to come
-        (a retry reads the failed try's Jobs to run only what failed)."""
-        if ok or context is None:
-            return True
-        ti = context["ti"]
-        return int(ti.try_number or 1) > int(getattr(ti, "max_tries", 0) or 0)
-
-    @staticmethod
-    def max_tries(context: Context | None) -> int:
-        """The task instance's ``max_tries``: a clear sets a new one (``core/reported.py``)."""
-        return int(getattr(context["ti"], "max_tries", 0) or 0) if context is not None else 0
-
-    @staticmethod
-    def success_mark(context: Context | None) -> str | None:
-        """What a succeeding try writes on the Jobs it reports, so a later try can tell a user's
-        clear (run again) from Airflow failing this try after the work was done (keep it)."""
-        if context is None:
-            return None
-        ti = context["ti"]
-        return reported_mark(int(ti.try_number or 1), BaseBatchJobOperator.max_tries(context))
-
-    def release_ttl(self, namespace: str, name: str, uid: str | None = None, mark: str | None = None) -> None:
-        """Set the ``ttlSecondsAfterFinished`` that ``hold_ttl`` kept back, and the success mark
-        (one read, one patch if anything is to change)."""
-        hook = self.hook
-        job = hook.get_job(namespace, name)
-        if job is not None and (uid is None or job["metadata"]["uid"] == uid):
-            self.set_held_ttls(hook, namespace, [job], mark)
-
-    @staticmethod
-    def set_held_ttls(
-        hook: BatchJobHook, namespace: str, jobs: list[dict[str, Any]], mark: str | None = None
-    ) -> None:
-        """Give each Job its held TTL; with ``mark``, also mark the succeeded ones reported."""
-        patches = []
-        for job in jobs:
-            patch: dict[str, Any] = {}
-            if (ttl := held_ttl(job)) is not None:
-                patch["spec"] = {"ttlSecondsAfterFinished": ttl}
-            if (
-                mark is not None
-                and outcome_from_job(job).state is JobState.SUCCEEDED
-                and ((job["metadata"].get("annotations") or {}).get(ANNOTATION_REPORTED) != mark)
-            ):
-                patch["metadata"] = {"annotations": {ANNOTATION_REPORTED: mark}}
-            if patch:
-                patches.append((job["metadata"]["name"], patch))
-        if patches:
-            with ThreadPoolExecutor(min(API_CONCURRENCY, len(patches))) as pool:
-                list(pool.map(lambda np: hook.patch_job(namespace, np[0], np[1]), patches))
 
     def on_kill(self) -> None:
         """The task was killed while waiting in the worker: delete its Job(s) and their Pods.
