@@ -168,15 +168,8 @@ class BaseBatchJobOperator(JobFinishing, BaseOperator):
                     namespace=namespace,
                     job_name=name,
                     job_uid=uid,
-                    kubernetes_conn_id=self.kubernetes_conn_id,
-                    deadline=deadline,
-                    delete_on_kill=True,
                     propagation_policy=self.propagation_policy,
-                    progress_interval=self.progress_interval,
-                    diagnostics=self.diagnostics,
-                    diagnose_interval=self.diagnose_interval,
-                    pending_timeout=self.pending_timeout,
-                    logs=self.log_settings(),
+                    **self.trigger_options(deadline),
                 ),
                 method_name="execute_complete",
             )
@@ -213,6 +206,12 @@ class BaseBatchJobOperator(JobFinishing, BaseOperator):
             "pending_timeout": self.pending_timeout,
             "logs": self.log_settings(),
         }
+
+    def trigger_options(self, deadline: float | None) -> dict[str, Any]:
+        """What a deferred wait gets: the worker wait's settings (one source for both), and
+        deletion of what it waits on when the user kills the task."""
+        options = {k: v for k, v in self.wait_options(deadline).items() if k != "progress"}
+        return {**options, "delete_on_kill": True}
 
     def log_settings(self) -> dict[str, Any] | None:
         """What the wait's log streams do (``triggers/podlogs.py``); None without ``get_logs``."""
