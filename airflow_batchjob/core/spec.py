@@ -12,14 +12,17 @@ import copy
 import functools
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import yaml
 
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.naming import ANNOTATION_HELD_TTL, is_dns1123_label, is_label_value
+
+if TYPE_CHECKING:
+    from airflow_batchjob.core.podsettings import PodSettings
 
 JsonDict = dict[str, Any]
 
@@ -104,8 +107,11 @@ class ContainerParams:
     cmds: Sequence[str] | None = None
     arguments: Sequence[str] | None = None
     env: EnvInput | None = None
-    resources: Mapping[str, Any] | None = None
+    resources: Mapping[str, Any] | Any | None = None
     name: str = "main"
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in (self.image, self.cmds, self.arguments, self.env, self.resources))
 
 
 def _camel(snake: str) -> str:
@@ -136,7 +142,7 @@ def load_template(template: Mapping[str, Any] | str | Any | None) -> JsonDict:
     if template is None:
         return {}
     if isinstance(template, str):
-        data = _parse_template_text(template)
+        data = parse_manifest_text(template)
     elif isinstance(template, Mapping):
         data = copy.deepcopy(dict(template))
     elif hasattr(template, "openapi_types"):
@@ -159,13 +165,12 @@ def load_template(template: Mapping[str, Any] | str | Any | None) -> JsonDict:
     return data
 
 
-def _parse_template_text(text: str) -> Any:
-    """Read a template file or parse inline YAML (JSON is YAML too)."""
+def parse_manifest_text(text: str, source: str = "job template") -> Any:
+    """Read a manifest file or parse inline YAML (JSON is YAML too)."""
     stripped = text.strip()
-    source = "job template"
     if "\n" not in stripped and stripped.lower().endswith(_TEMPLATE_FILE_SUFFIXES):
         if not os.path.isfile(stripped):
-            raise InvalidJobSpecError(f"job template file {stripped!r} does not exist")
+            raise InvalidJobSpecError(f"{source} file {stripped!r} does not exist")
         source = stripped
         with open(stripped, encoding="utf-8") as fh:
             text = fh.read()
@@ -174,9 +179,7 @@ def _parse_template_text(text: str) -> Any:
     except yaml.YAMLError as exc:
         raise InvalidJobSpecError(f"{source} is not valid YAML: {exc}") from exc
     if len(docs) != 1:
-        raise InvalidJobSpecError(
-            f"{source} must contain exactly one YAML document (a Job), found {len(docs)}"
-        )
+        raise InvalidJobSpecError(f"{source} must contain exactly one YAML document, found {len(docs)}")
     return docs[0]
 
 
@@ -252,7 +255,7 @@ def _apply_container(pod_spec: JsonDict, params: ContainerParams) -> None:
         target["env"] = _merge_env(list(target.get("env") or []), _env_list(params.env))
     if params.resources is not None:
         resources = _sub(target, "resources")
-        for key, value in to_api(dict(params.resources)).items():
+        for key, value in to_api(params.resources).items():
             if isinstance(value, dict) and isinstance(resources.get(key), dict):
                 resources[key].update(value)
             else:
@@ -268,11 +271,15 @@ def build_job(
     overrides: JobOverrides | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
+    pod: PodSettings | None = None,
+    on_override: Callable[[str], None] | None = None,
 ) -> JsonDict:
-    """The Job to create: template + container params + overrides + our identity, validated.
+    """The Job to create: template < Pod settings < container params, then the spec overrides and
+    our identity; validated.
 
     Our labels go on the Pod template too, so Pods are findable by task instance without knowing
-    the Job's uid. ``backoffLimit`` is left to the apiserver's default when nobody sets it.
+    the Job's uid. ``backoffLimit`` is left to the apiserver's default when nobody sets it. Each
+    value a Pod layer replaces goes to ``on_override`` (``core/podsettings.py``).
     """
     loaded = load_template(template)
     job: JsonDict = {"apiVersion": "batch/v1", "kind": "Job"}
@@ -284,12 +291,22 @@ def build_job(
     pod_template = _sub(spec, "template")
     pod_meta = _sub(pod_template, "metadata")
     pod_spec = _sub(pod_template, "spec")
+    if pod is not None and not pod.is_empty():
+        from airflow_batchjob.core.podsettings import apply_pod_layers
+
+        main = container.name if container is not None else ContainerParams.name
+        for line in apply_pod_layers(job, pod, main):
+            if on_override is not None:
+                on_override(line)
+        pod_template = spec["template"]
+        pod_meta = _sub(pod_template, "metadata")
+        pod_spec = _sub(pod_template, "spec")
     for target in (meta, pod_meta):
         if labels:
             _sub(target, "labels").update(labels)
         if annotations:
             _sub(target, "annotations").update(annotations)
-    if container is not None:
+    if container is not None and not (container.is_empty() and not pod_spec.get("containers")):
         _apply_container(pod_spec, container)
     if not pod_spec.get("containers"):
         raise InvalidJobSpecError(

@@ -152,12 +152,51 @@ def _widen_pool(api: client.ApiClient) -> None:
         manager.clear()  # pools made before this keep their size: start them afresh
 
 
+def conn_ref(
+    conn_id: str,
+    *,
+    in_cluster: bool | None = None,
+    config_file: str | None = None,
+    cluster_context: str | None = None,
+) -> str:
+    """One string for a connection and cncf.kubernetes' per-task overrides of it.
+
+    The connection id alone when nothing is overridden, else ``id?option=value``: Airflow
+    connection ids cannot hold ``?``. A string travels in trigger kwargs as it is and keys the
+    shared watches, so tasks with other cluster settings never share a client or a watch.
+    """
+    options = {
+        k: v
+        for k, v in (
+            ("in_cluster", in_cluster),
+            ("config_file", config_file),
+            ("cluster_context", cluster_context),
+        )
+        if v is not None
+    }
+    return f"{conn_id}?{urllib.parse.urlencode(options)}" if options else conn_id
+
+
+def split_conn_ref(ref: str) -> tuple[str, dict[str, Any]]:
+    """The connection id and the ``KubernetesHook`` keyword arguments of a ``conn_ref``."""
+    conn_id, _, query = ref.partition("?")
+    options: dict[str, Any] = dict(urllib.parse.parse_qsl(query))
+    if "in_cluster" in options:
+        options["in_cluster"] = options["in_cluster"] == "True"
+    return conn_id, options
+
+
 class BatchJobHook:
-    """Create, read, list and delete Jobs, Pods, Secrets and ConfigMaps as plain API dicts."""
+    """Create, read, list and delete Jobs, Pods, Secrets and ConfigMaps as plain API dicts.
+
+    :param kubernetes_conn_id: a cncf.kubernetes connection id, or a ``conn_ref`` carrying
+        ``in_cluster`` / ``config_file`` / ``cluster_context`` overrides.
+    """
 
     def __init__(self, kubernetes_conn_id: str = "kubernetes_default") -> None:
         self.conn_id = kubernetes_conn_id
-        self.kube = KubernetesHook(conn_id=kubernetes_conn_id)
+        conn_id, options = split_conn_ref(kubernetes_conn_id)
+        self.kube = KubernetesHook(conn_id=conn_id, **options)
         self._api: client.ApiClient | None = None
 
     @property
@@ -269,9 +308,25 @@ class BatchJobHook:
         return bytes(resp.data).decode(errors="replace")
 
 
+class _AsyncHook(AsyncKubernetesHook):
+    """cncf.kubernetes' async hook, reading ``config_file`` as its sync hook does.
+
+    The async hook (cncf.kubernetes 10.25) never reads ``config_file``: it loads the connection's
+    ``kube_config_path``. The sync hook lets ``config_file`` win over it, so a deferred wait
+    would talk to another cluster than the worker that created the Job.
+    """
+
+    async def _get_field(self, field_name: str) -> Any:
+        if field_name == "kube_config_path" and self.config_file:
+            return self.config_file
+        return await super()._get_field(field_name)
+
+
 @contextlib.asynccontextmanager
 async def async_api_client(conn_id: str) -> AsyncIterator[aclient.ApiClient]:
-    """An async API client from the Airflow connection, via cncf.kubernetes' async hook."""
-    hook = AsyncKubernetesHook(conn_id=conn_id)
+    """An async API client from the Airflow connection (or a ``conn_ref``), via cncf.kubernetes'
+    async hook."""
+    conn_id, options = split_conn_ref(conn_id)
+    hook = _AsyncHook(conn_id=conn_id, **options)
     async with hook.get_conn() as api:
         yield api

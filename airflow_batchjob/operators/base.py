@@ -18,7 +18,7 @@ from airflow.sdk import BaseOperator
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
 )
-from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.hooks.batchjob import BatchJobHook, conn_ref
 from airflow_batchjob.operators.finishing import API_CONCURRENCY, JobFinishing
 from airflow_batchjob.operators.waiting import DEFER_AFTER, decided_event, default_deferrable, run_wait
 from airflow_batchjob.triggers.job import JobTrigger, wait_for_job
@@ -33,6 +33,7 @@ __all__ = [  # what the operators and users import from here
 ]
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
 DeletePolicy = Literal["never", "on_success", "always"]
@@ -69,6 +70,11 @@ class BaseBatchJobOperator(JobFinishing, BaseOperator):
         a ``timedelta``; default 5) and defer only if its outcome is still open then. A short Job
         finishes without a trigger round trip, and a Job already decided (adopted) never defers.
         0 defers at once.
+    :param config_file: a kubeconfig file to use instead of the connection's (cncf.kubernetes' name;
+        templated).
+    :param in_cluster: use the Pod's service account (True) or not (False) instead of the
+        connection's setting.
+    :param cluster_context: the kubeconfig context to use (templated).
     """
 
     def __init__(
@@ -91,9 +97,15 @@ class BaseBatchJobOperator(JobFinishing, BaseOperator):
         container_logs: bool | str | list[str] | None = None,
         max_log_streams: int = 5,
         max_log_lines: int = 1000,
+        config_file: str | None = None,
+        in_cluster: bool | None = None,
+        cluster_context: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.config_file = config_file
+        self.in_cluster = in_cluster
+        self.cluster_context = cluster_context
         if max_log_streams < 1 or max_log_lines < 0:
             raise InvalidJobTemplateError("max_log_streams must be >= 1 and max_log_lines >= 0")
         self.get_logs = get_logs
@@ -136,9 +148,46 @@ class BaseBatchJobOperator(JobFinishing, BaseOperator):
         self._group_ref: tuple[str, str] | None = None
         self._kill_hook: BatchJobHook | None = None
 
+    def _render_nested_template_fields(
+        self, content: Any, context: Context, jinja_env: jinja2.Environment, seen_oids: set[int]
+    ) -> None:
+        """Jinja inside kubernetes client models (``V1EnvVar``, ``V1Volume``, ...): every field.
+
+        A string is rendered only if it holds Jinja markup, so a ``config.yaml`` inside a
+        ConfigMap volume is not mistaken for a template file to load.
+        """
+        if not hasattr(content, "openapi_types"):
+            super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
+            return
+
+        def render(value: Any) -> Any:
+            if isinstance(value, str):
+                markup = "{{" in value or "{%" in value
+                return self._render(jinja_env.from_string(value), context) if markup else value
+            if isinstance(value, list):
+                return [render(v) for v in value]
+            if isinstance(value, dict):
+                return {k: render(v) for k, v in value.items()}
+            if hasattr(value, "openapi_types") and id(value) not in seen_oids:
+                seen_oids.add(id(value))
+                for attr in value.openapi_types:
+                    setattr(value, attr, render(getattr(value, attr)))
+            return value
+
+        render(content)
+
+    def conn(self) -> str:
+        """The connection with this task's cluster overrides (``hooks.batchjob.conn_ref``)."""
+        return conn_ref(
+            self.kubernetes_conn_id,
+            in_cluster=self.in_cluster,
+            config_file=self.config_file,
+            cluster_context=self.cluster_context,
+        )
+
     @property
     def hook(self) -> BatchJobHook:
-        return BatchJobHook(self.kubernetes_conn_id)
+        return BatchJobHook(self.conn())
 
     def resolve_namespace(self) -> str:
         return self.namespace or self.hook.default_namespace()
@@ -197,7 +246,7 @@ class BaseBatchJobOperator(JobFinishing, BaseOperator):
     def wait_options(self, deadline: float | None) -> dict[str, Any]:
         """How a wait in the worker runs: the same settings the triggers get, logging to the task log."""
         return {
-            "kubernetes_conn_id": self.kubernetes_conn_id,
+            "kubernetes_conn_id": self.conn(),
             "deadline": deadline,
             "progress": self.log.info,
             "progress_interval": self.progress_interval,

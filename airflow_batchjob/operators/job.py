@@ -14,28 +14,18 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from kubernetes.client.rest import ApiException
-
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
-from airflow_batchjob.core.reported import job_mark, keep_succeeded
+from airflow_batchjob.core.outcome import JobOutcome
+from airflow_batchjob.core.podsettings import PodSettings, check_settings, job_layers
 from airflow_batchjob.core.results import PodResult, add_result_env, results_in_order
-from airflow_batchjob.core.spec import (
-    ContainerParams,
-    JobOverrides,
-    build_job,
-    env_list,
-    hold_ttl,
-    load_template,
-)
+from airflow_batchjob.core.spec import ContainerParams, JobOverrides, build_job, env_list, hold_ttl
 from airflow_batchjob.exceptions import (
-    BatchJobError,
     InvalidJobTemplateError,
     InvalidResultError,
     JobFailedError,
 )
-from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.operators.adopting import JobAdopting
 from airflow_batchjob.operators.base import (  # noqa: F401 (re-exported: the names users import from here)
     API_CONCURRENCY,
     DEFER_AFTER,
@@ -55,7 +45,7 @@ def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
     return value if value is not None else alias_value
 
 
-class BatchJobOperator(BaseBatchJobOperator):
+class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
     """Run a Kubernetes Job and wait for it; deferrable (watch-based) by default.
 
     Give either ``job_template`` (a dict, a YAML/JSON string, a ``.yaml``/``.yml``/``.json`` file
@@ -76,20 +66,78 @@ class BatchJobOperator(BaseBatchJobOperator):
     :param reuse_succeeded: if this task instance's Job already succeeded, return its result
         even when the user cleared the task after it succeeded. Default: a clear runs it again.
         (A retry always keeps a succeeded Job whose outcome the failed try never reported.)
+    :param job_template_file: alias of ``job_template`` given as a file (cncf.kubernetes' name).
+    :param full_job_spec: a ``V1Job`` (or dict) laid over ``job_template`` as cncf.kubernetes does.
+    :param base_container_name: the main container's name (default ``main``): the container
+        parameters and the Pod parameters go to the template's container of that name, else to
+        its first container.
+
+    Pod parameters, with cncf.kubernetes' names and types (``V1...`` objects or API-form dicts;
+    Jinja is rendered inside them). They lie over the Pod template, which lies over the Job
+    template's Pod; each value they replace is logged (``core/podsettings.py``):
+
+    :param pod_template_file: a Pod manifest file (or YAML text) for the Job's Pods.
+    :param pod_template_dict: the same as a dict.
+    :param full_pod_spec: a ``V1Pod`` laid over the Pod template.
+    :param volumes: ``V1Volume`` list, added to the template's.
+    :param volume_mounts: ``V1VolumeMount`` list for the main container, added to the template's.
+    :param env_from: ``V1EnvFromSource`` list for the main container.
+    :param configmaps: ConfigMap names whose keys become the main container's environment.
+    :param secrets: cncf.kubernetes ``Secret`` objects: a Secret's key as an env var, all its keys,
+        or a volume, on the main container.
+    :param ports: ``V1ContainerPort`` list for the main container.
+    :param pod_runtime_info_envs: ``V1EnvVar`` list (``valueFrom`` a field of the Pod).
+    :param image_pull_policy: ``Always``, ``IfNotPresent`` or ``Never``.
+    :param container_security_context: the main container's ``V1SecurityContext``.
+    :param termination_message_policy: ``File`` or ``FallbackToLogsOnError``.
+    :param node_selector: node labels the Pods must match.
+    :param tolerations: ``V1Toleration`` list.
+    :param affinity: ``V1Affinity``.
+    :param service_account_name: the Pods' service account.
+    :param automount_service_account_token: mount its token (True/False).
+    :param image_pull_secrets: ``V1LocalObjectReference`` list, or names as ``"a,b"``.
+    :param security_context: the Pods' ``V1PodSecurityContext``.
+    :param init_containers: ``V1Container`` list run before the main container.
+    :param priority_class_name: the Pods' PriorityClass.
+    :param termination_grace_period: seconds between SIGTERM and SIGKILL when a Pod is stopped.
+    :param runtime_class_name: the Pods' RuntimeClass.
+    :param host_aliases: ``V1HostAlias`` list for /etc/hosts.
+    :param hostnetwork: run the Pods in the node's network namespace.
+    :param dnspolicy: the Pods' DNS policy.
+    :param dns_config: ``V1PodDNSConfig``.
+    :param hostname: the Pods' hostname (an Indexed Job sets its own).
+    :param subdomain: the Pods' subdomain.
+    :param schedulername: the scheduler that places the Pods.
     :param delete_on_finish: ``never`` (default), ``on_success`` or ``always``.
     :param wait_timeout: fail (and delete the Job if ``delete_on_finish="always"``) after this long.
     """
 
     template_fields: Sequence[str] = (
+        "affinity",
         "annotations",
         "arguments",
+        "cluster_context",
         "cmds",
+        "config_file",
+        "configmaps",
+        "container_resources",
         "env",
+        "env_from",
         "image",
+        "image_pull_secrets",
+        "init_containers",
         "job_name",
         "job_template",
         "labels",
         "namespace",
+        "node_selector",
+        "pod_template_dict",
+        "pod_template_file",
+        "priority_class_name",
+        "service_account_name",
+        "tolerations",
+        "volume_mounts",
+        "volumes",
     )
     template_ext: Sequence[str] = (".yaml", ".yml", ".json")
     template_fields_renderers: ClassVar[dict[str, str]] = {"job_template": "yaml", "env": "json"}
@@ -124,21 +172,70 @@ class BatchJobOperator(BaseBatchJobOperator):
         random_name_suffix: bool = True,
         env_vars: Mapping[str, str] | list[dict[str, Any]] | None = None,
         wait_until_job_complete: bool = True,
+        job_template_file: str | None = None,
+        full_job_spec: Any = None,
+        base_container_name: str | None = None,
+        volumes: list[Any] | None = None,
+        volume_mounts: list[Any] | None = None,
+        env_from: list[Any] | None = None,
+        configmaps: list[str] | None = None,
+        secrets: list[Any] | None = None,
+        ports: list[Any] | None = None,
+        pod_runtime_info_envs: list[Any] | None = None,
+        image_pull_policy: str | None = None,
+        container_security_context: Any = None,
+        termination_message_policy: str | None = None,
+        node_selector: Mapping[str, str] | None = None,
+        tolerations: list[Any] | None = None,
+        affinity: Any = None,
+        service_account_name: str | None = None,
+        automount_service_account_token: bool | None = None,
+        image_pull_secrets: str | list[Any] | None = None,
+        security_context: Any = None,
+        init_containers: list[Any] | None = None,
+        priority_class_name: str | None = None,
+        termination_grace_period: int | None = None,
+        runtime_class_name: str | None = None,
+        host_aliases: list[Any] | None = None,
+        hostnetwork: bool | None = None,
+        dnspolicy: str | None = None,
+        dns_config: Any = None,
+        hostname: str | None = None,
+        subdomain: str | None = None,
+        schedulername: str | None = None,
+        pod_template_file: str | None = None,
+        pod_template_dict: Mapping[str, Any] | None = None,
+        full_pod_spec: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # The Pod settings stay attributes of their own: Jinja renders them (template_fields).
+        for key, value in locals().items():
+            if key in PodSettings.names():
+                setattr(self, key, value)
+        self.full_job_spec = full_job_spec
+        self.base_container_name = base_container_name or "main"
+        job_template = _alias("job_template", job_template, "job_template_file", job_template_file)
         job_name = _alias("job_name", job_name, "name", name)
         env = _alias("env", env, "env_vars", env_vars)
         self.random_name_suffix = random_name_suffix
         self.wait_until_job_complete = wait_until_job_complete
-        if job_template is None and image is None:
-            raise InvalidJobTemplateError("BatchJobOperator needs job_template or image: pass one of them")
+        if (
+            job_template is None
+            and image is None
+            and full_job_spec is None
+            and not (pod_template_file or pod_template_dict or full_pod_spec)
+        ):
+            raise InvalidJobTemplateError(
+                "BatchJobOperator needs an image, a job_template (job_template_file, full_job_spec) "
+                "or a Pod template (pod_template_file, pod_template_dict, full_pod_spec)"
+            )
         self.job_template = job_template
         self.image = image
         self.cmds = cmds
         self.arguments = arguments
         self.env = env if env is None or isinstance(env, list) else dict(env)
-        self.container_resources = dict(container_resources) if container_resources else None
+        self.container_resources = container_resources
         self.job_name = job_name
         self.labels = dict(labels or {})
         self.annotations = dict(annotations or {})
@@ -164,29 +261,44 @@ class BatchJobOperator(BaseBatchJobOperator):
 
     def _validate_early(self) -> None:
         """Refuse bad parameters when the DAG is parsed, unless Jinja must render them first."""
-        fields = (self.job_template, self.image, self.cmds, self.arguments, self.env)
-        if isinstance(self.job_template, str) or "{{" in repr(fields):
-            return  # a file path or a template: validated at run time, still before anything is created
+        pod = self.pod_settings()
+        fields = (
+            self.job_template,
+            self.image,
+            self.cmds,
+            self.arguments,
+            self.env,
+            self.container_resources,
+            pod,
+        )
         try:
+            if "{{" not in repr(pod):
+                check_settings(pod)
+            if isinstance(self.job_template, str) or pod.pod_template_file or "{{" in repr(fields):
+                return  # a file or a template: validated at run time, still before anything is created
             build_job(
                 name="validate",
                 namespace="default",
-                template=load_template(self.job_template),
+                template=job_layers(self.job_template, self.full_job_spec),
                 container=self._container(),
                 overrides=self.overrides,
+                pod=pod,
             )
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {self.task_id}: {e}") from e
 
-    def _container(self) -> ContainerParams | None:
-        if not (self.image or self.cmds or self.arguments or self.env or self.container_resources):
-            return None
+    def pod_settings(self) -> PodSettings:
+        """The Pod parameters as given (or as Jinja rendered them)."""
+        return PodSettings(**{key: getattr(self, key) for key in PodSettings.names()})
+
+    def _container(self) -> ContainerParams:
         return ContainerParams(
             image=self.image,
             cmds=self.cmds,
             arguments=self.arguments,
             env=self.env,
             resources=self.container_resources,
+            name=self.base_container_name,
         )
 
     def build(
@@ -219,18 +331,19 @@ class BatchJobOperator(BaseBatchJobOperator):
         }
         container = self._container()
         if extra_env:
-            base = container or ContainerParams()
-            env = env_list(base.env) + [{"name": k, "value": v} for k, v in extra_env.items()]
-            container = dataclasses.replace(base, env=env)
+            env = env_list(container.env) + [{"name": k, "value": v} for k, v in extra_env.items()]
+            container = dataclasses.replace(container, env=env)
         try:
             body = build_job(
                 name=name,
                 namespace=namespace,
-                template=load_template(self.job_template),
+                template=job_layers(self.job_template, self.full_job_spec),
                 container=container,
                 overrides=overrides or self.overrides,
                 labels=labels,
                 annotations=annotations,
+                pod=self.pod_settings(),
+                on_override=lambda line: self.log.warning("Pod setting replaced: %s", line),
             )
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {task_id}: {e}") from e
@@ -251,96 +364,6 @@ class BatchJobOperator(BaseBatchJobOperator):
             self.log.info("not waiting for Job %s/%s (wait_until_job_complete=False)", namespace, name)
             return {"name": name, "namespace": namespace, "uid": uid}
         return self.wait(context, namespace, name, uid, job)
-
-    def create_or_adopt(
-        self, hook: BatchJobHook, namespace: str, body: dict[str, Any], context: Context | None = None
-    ) -> dict[str, Any]:
-        """Create the Job, or adopt / keep / replace the one this task instance already created.
-
-        Adopted: a running Job, and a succeeded one that ``keep_succeeded`` says an earlier try
-        left unreported (or ``reuse_succeeded``). Replaced: a failed Job, and one whose success a
-        try reported before the user cleared the task. The caller finishes a kept Job at once.
-        """
-        name = body["metadata"]["name"]
-        ann = body["metadata"].get("annotations") or {}
-        me = (
-            ann.get(naming.ANNOTATION_DAG_ID, ""),
-            ann.get(naming.ANNOTATION_TASK_ID, ""),
-            ann.get(naming.ANNOTATION_RUN_ID, ""),
-            int(ann.get(naming.LABEL_MAP_INDEX, "-1")),
-        )
-        for _ in range(3):
-            existing = hook.get_job(namespace, name)
-            if existing is not None:
-                outcome = outcome_from_job(existing)
-                uid = existing["metadata"]["uid"]
-                mine = naming.owned_by(existing, *me)
-                if not mine and not outcome.done:
-                    raise BatchJobError(
-                        f"Job {namespace}/{name} is still running, but another run (or a person) "
-                        "made it: with random_name_suffix=False every run uses this one name. Let "
-                        "the name take its per-run suffix, or wait for that Job first"
-                    )
-                if not outcome.done:
-                    self.log.info(
-                        "adopting Job %s/%s (uid %s), still running: %s",
-                        namespace,
-                        name,
-                        uid,
-                        outcome.summary(),
-                    )
-                    return existing
-                if (
-                    mine
-                    and outcome.state is JobState.SUCCEEDED
-                    and (self.reuse_succeeded or keep_succeeded(existing, self.max_tries(context)))
-                    and self.work_left_done(existing)
-                ):
-                    self.log.info(
-                        "Job %s/%s (uid %s) already succeeded; keeping it (%s)",
-                        namespace,
-                        name,
-                        uid,
-                        "reuse_succeeded=True"
-                        if self.reuse_succeeded
-                        else "an earlier try of this task ended before it reported the outcome",
-                    )
-                    return existing
-                why = (
-                    "another run's Job of the same exact name"
-                    if not mine
-                    else "the task was cleared after it succeeded"
-                    if job_mark(existing)
-                    else "a retry runs a failed Job again"
-                )
-                self.log.info(
-                    "Job %s/%s (uid %s) ended %s (%s); replacing it with a fresh Job: %s",
-                    namespace,
-                    name,
-                    uid,
-                    outcome.state.value,
-                    outcome.reason,
-                    why,
-                )
-                hook.delete_job(namespace, name, "Background", uid=uid)
-                hook.wait_deleted(namespace, name, uid)
-            try:
-                job = hook.create_job(namespace, body)
-            except ApiException as e:
-                if e.status == 409:  # created meanwhile by a concurrent attempt: adopt it
-                    continue
-                if e.status == 422 or e.status == 400:
-                    raise InvalidJobTemplateError(
-                        f"the apiserver rejected Job {namespace}/{name}: {e.body}"
-                    ) from e
-                raise
-            self.log.info("created Job %s/%s (uid %s)", namespace, name, job["metadata"]["uid"])
-            return job
-        raise BatchJobError(f"could not create or adopt Job {namespace}/{name}: it keeps changing")
-
-    def work_left_done(self, job: dict[str, Any]) -> bool:
-        """Whether a succeeded Job still stands for finished work (a queue may have items left)."""
-        return True
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         if self.resumed_without_event(context, event):

@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 from airflow_batchjob.core.outcome import JobState, outcome_from_job
 from airflow_batchjob.core.wait import WaitFor
 from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError
-from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.hooks.batchjob import BatchJobHook, conn_ref
 from airflow_batchjob.operators.base import run_wait
 from airflow_batchjob.triggers.job import wait_for_job
 
@@ -34,6 +34,9 @@ class _JobsOperator(BaseOperator):
     :param label_selector: or every Job these labels select (e.g. ``jobgroup=nightly``).
     :param namespace: default: the connection's, else ``default``.
     :param kubernetes_conn_id: the cncf.kubernetes connection.
+    :param config_file: a kubeconfig file instead of the connection's (cncf.kubernetes' name).
+    :param in_cluster: use the Pod's service account (True) or not, over the connection's setting.
+    :param cluster_context: the kubeconfig context to use.
     """
 
     template_fields: Sequence[str] = ("job_name", "label_selector", "namespace")
@@ -46,9 +49,15 @@ class _JobsOperator(BaseOperator):
         label_selector: str | None = None,
         namespace: str | None = None,
         kubernetes_conn_id: str = "kubernetes_default",
+        config_file: str | None = None,
+        in_cluster: bool | None = None,
+        cluster_context: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.config_file = config_file
+        self.in_cluster = in_cluster
+        self.cluster_context = cluster_context
         if job_name is not None and name is not None:
             raise InvalidJobTemplateError("job_name and name are the same parameter: pass one of them")
         self.job_name = job_name if job_name is not None else name
@@ -58,9 +67,17 @@ class _JobsOperator(BaseOperator):
         self.namespace = namespace
         self.kubernetes_conn_id = kubernetes_conn_id
 
+    def conn(self) -> str:
+        return conn_ref(
+            self.kubernetes_conn_id,
+            in_cluster=self.in_cluster,
+            config_file=self.config_file,
+            cluster_context=self.cluster_context,
+        )
+
     @property
     def hook(self) -> BatchJobHook:
-        return BatchJobHook(self.kubernetes_conn_id)
+        return BatchJobHook(self.conn())
 
     def targets(self, hook: BatchJobHook, namespace: str) -> list[dict[str, Any]]:
         if self.job_name is not None:
@@ -187,7 +204,7 @@ class DeleteJobOperator(_JobsOperator):
                         job_name=name,
                         job_uid=uid,
                         wait=WaitFor(),
-                        kubernetes_conn_id=self.kubernetes_conn_id,
+                        kubernetes_conn_id=self.conn(),
                         deadline=time.time() + self.timeout,
                         progress=self.log.info,
                     )

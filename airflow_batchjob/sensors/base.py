@@ -11,7 +11,8 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 from airflow.triggers.base import BaseTrigger
 
 from airflow_batchjob.exceptions import BatchJobError, JobFailedSensorError
-from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.hooks.batchjob import BatchJobHook, conn_ref
+from airflow_batchjob.operators.waiting import default_deferrable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -32,16 +33,31 @@ class BaseJobWatchSensor(BaseSensorOperator):
         *,
         namespace: str | None = None,
         kubernetes_conn_id: str = "kubernetes_default",
-        deferrable: bool = True,
+        deferrable: bool | None = None,
+        config_file: str | None = None,
+        in_cluster: bool | None = None,
+        cluster_context: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.namespace = namespace
         self.kubernetes_conn_id = kubernetes_conn_id
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.config_file = config_file
+        self.in_cluster = in_cluster
+        self.cluster_context = cluster_context
+
+    def conn(self) -> str:
+        """The connection with this task's cluster overrides (``hooks.batchjob.conn_ref``)."""
+        return conn_ref(
+            self.kubernetes_conn_id,
+            in_cluster=self.in_cluster,
+            config_file=self.config_file,
+            cluster_context=self.cluster_context,
+        )
 
     def _namespace(self) -> str:
-        return self.namespace or BatchJobHook(self.kubernetes_conn_id).default_namespace()
+        return self.namespace or BatchJobHook(self.conn()).default_namespace()
 
     def trigger(self, namespace: str, deadline: float | None) -> BaseTrigger:
         raise NotImplementedError

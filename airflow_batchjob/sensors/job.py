@@ -46,7 +46,7 @@ class JobSensor(BaseJobWatchSensor):
         succeeded_at_least: int | None = None,
         indexes: Sequence[int] | None = None,
         fail_on: Sequence[str] | None = None,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         diagnostics: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -79,7 +79,7 @@ class JobSensor(BaseJobWatchSensor):
         self.diagnostics = diagnostics
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        hook = BatchJobHook(self.kubernetes_conn_id)
+        hook = BatchJobHook(self.conn())
         ns = self._namespace()
         if self.job_name:
             job = hook.get_job(ns, self.job_name)
@@ -106,7 +106,7 @@ class JobSensor(BaseJobWatchSensor):
             job_name=self.job_name,
             label_selector=self.label_selector,
             wait_for=self.wait_for.to_dict(),
-            kubernetes_conn_id=self.kubernetes_conn_id,
+            kubernetes_conn_id=self.conn(),
             deadline=deadline,
             diagnostics=self.diagnostics,
         )

@@ -43,7 +43,7 @@ class JobGroupSensor(BaseJobWatchSensor):
         expected_jobs: int | None = None,
         succeeded_at_least: int | None = None,
         fail_on_any_failure: bool = True,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -60,7 +60,7 @@ class JobGroupSensor(BaseJobWatchSensor):
         self.label_selector = label_selector
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        jobs = BatchJobHook(self.kubernetes_conn_id).list_jobs(self._namespace(), self.label_selector)
+        jobs = BatchJobHook(self.conn()).list_jobs(self._namespace(), self.label_selector)
         outcomes = [outcome_from_job(j) for j in jobs]
         verdict, why = judge_group(outcomes, self.goal) if jobs else (Verdict.WAITING, "no Jobs match yet")
         self.log.info("Jobs %s: %s", self.label_selector, why)
@@ -73,6 +73,6 @@ class JobGroupSensor(BaseJobWatchSensor):
             namespace=namespace,
             label_selector=self.label_selector,
             goal=self.goal.to_dict(),
-            kubernetes_conn_id=self.kubernetes_conn_id,
+            kubernetes_conn_id=self.conn(),
             deadline=deadline,
         )

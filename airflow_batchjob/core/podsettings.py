@@ -1,0 +1,358 @@
+"""The Pod parameters a ``KubernetesPodOperator``/``KubernetesJobOperator`` user already writes.
+
+``PodSettings`` holds them with the cncf.kubernetes names and types (``V1...`` objects or API-form
+dicts); ``apply_pod_layers`` lays them over a Job's Pod template. One order, documented in the
+README: the Job template's Pod < a Pod template (``pod_template_file`` / ``pod_template_dict`` <
+``full_pod_spec``) < these parameters < the container parameters (image, cmds, env, resources,
+applied by ``core/spec.py``). The layers are merged with the cncf.kubernetes provider's own
+``PodGenerator.reconcile_pods`` (so a Pod merges here as it does under ``KubernetesPodOperator``),
+and every value a later layer replaces is returned as a line for the task log instead of being
+overwritten silently.
+
+The provider's helpers import Airflow, so they are imported where used: the worker package,
+which reads ``core`` too, stays free of Airflow.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.spec import JsonDict, load_template, parse_manifest_text, to_api
+
+# cncf.kubernetes lays these lists end to end (extend_object_field) rather than replacing them.
+_EXTENDED_POD_LISTS = ("volumes", "initContainers")
+_EXTENDED_CONTAINER_LISTS = ("env", "envFrom", "volumeMounts", "ports", "volumeDevices")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodSettings:
+    """Pod and main-container settings, named and typed as in cncf.kubernetes' operators.
+
+    Every field is optional; ``None`` keeps what the templates say. Objects may be given as
+    ``kubernetes.client`` models or as API-form (camelCase) dicts, as in a manifest.
+    """
+
+    volumes: Sequence[Any] | None = None
+    volume_mounts: Sequence[Any] | None = None
+    env_from: Sequence[Any] | None = None
+    configmaps: Sequence[str] | None = None
+    secrets: Sequence[Any] | None = None
+    ports: Sequence[Any] | None = None
+    pod_runtime_info_envs: Sequence[Any] | None = None
+    image_pull_policy: str | None = None
+    container_security_context: Any = None
+    termination_message_policy: str | None = None
+    node_selector: Mapping[str, str] | None = None
+    tolerations: Sequence[Any] | None = None
+    affinity: Any = None
+    service_account_name: str | None = None
+    automount_service_account_token: bool | None = None
+    image_pull_secrets: str | Sequence[Any] | None = None
+    security_context: Any = None
+    init_containers: Sequence[Any] | None = None
+    priority_class_name: str | None = None
+    termination_grace_period: int | None = None
+    runtime_class_name: str | None = None
+    host_aliases: Sequence[Any] | None = None
+    hostnetwork: bool | None = None
+    dnspolicy: str | None = None
+    dns_config: Any = None
+    hostname: str | None = None
+    subdomain: str | None = None
+    schedulername: str | None = None
+    pod_template_file: str | None = None
+    pod_template_dict: Mapping[str, Any] | None = None
+    full_pod_spec: Any = None
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) in (None, [], (), {}, "") for f in fields(self))
+
+
+def _model(value: Any, cls: type, where: str) -> Any:
+    """``value`` as a ``cls`` model: models pass, legacy cncf objects convert, API dicts are read
+    with their unknown keys refused (the client would drop them without a word)."""
+    convert = getattr(value, "to_k8s_client_obj", None)
+    if callable(convert):
+        value = convert()
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidJobSpecError(
+            f"{where} must be a {cls.__name__} or an API-form dict, not {type(value).__name__}"
+        )
+    from kubernetes.client import ApiClient, Configuration
+
+    try:
+        model = ApiClient(configuration=Configuration())._ApiClient__deserialize_model(dict(value), cls)
+    except (ValueError, TypeError) as e:
+        raise InvalidJobSpecError(f"{where} is not a valid {cls.__name__}: {e}") from e
+    unknown = _dropped_keys(dict(value), to_api(model), where)
+    if unknown:
+        raise InvalidJobSpecError(
+            f"{', '.join(unknown)}: not a field of {cls.__name__} (write fields as in a manifest, "
+            "camelCase: e.g. persistentVolumeClaim, claimName, mountPath)"
+        )
+    return model
+
+
+def _dropped_keys(given: Any, kept: Any, where: str) -> list[str]:
+    if isinstance(given, dict) and isinstance(kept, dict):
+        out: list[str] = []
+        for key, value in given.items():
+            if key not in kept:
+                if value is not None:
+                    out.append(f"{where}.{key}")
+            else:
+                out += _dropped_keys(value, kept[key], f"{where}.{key}")
+        return out
+    if isinstance(given, list) and isinstance(kept, list) and len(given) == len(kept):
+        return [
+            k
+            for i, (g, c) in enumerate(zip(given, kept, strict=True))
+            for k in _dropped_keys(g, c, f"{where}[{i}]")
+        ]
+    return []
+
+
+def _models(values: Sequence[Any] | None, cls: type, where: str) -> list[Any] | None:
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
+        raise InvalidJobSpecError(f"{where} must be a list, not {type(values).__name__}")
+    return [_model(v, cls, f"{where}[{i}]") for i, v in enumerate(values)]
+
+
+def check_settings(settings: PodSettings) -> None:
+    """Convert every value once, so a wrong type or field fails when the DAG is parsed."""
+    params_pod(settings, "main")
+    if settings.secrets:
+        _secrets(settings.secrets)
+
+
+def _secrets(secrets: Sequence[Any]) -> list[Any]:
+    from airflow.providers.cncf.kubernetes.secret import Secret
+
+    for i, secret in enumerate(secrets):
+        if not isinstance(secret, Secret):
+            raise InvalidJobSpecError(
+                f"secrets[{i}] must be an airflow.providers.cncf.kubernetes.secret.Secret, "
+                f"not {type(secret).__name__}"
+            )
+    return list(secrets)
+
+
+def params_pod(settings: PodSettings, container: str) -> Any:
+    """The parameters as a ``V1Pod`` layer whose one container is named ``container``."""
+    from kubernetes.client import models as k8s
+
+    s = settings
+    env = _models(s.pod_runtime_info_envs, k8s.V1EnvVar, "pod_runtime_info_envs")
+    env_from = _models(s.env_from, k8s.V1EnvFromSource, "env_from") or []
+    for i, name in enumerate(s.configmaps or ()):
+        if not isinstance(name, str):
+            raise InvalidJobSpecError(f"configmaps[{i}] must be a ConfigMap name, not {type(name).__name__}")
+        env_from.append(k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=name)))
+    pull_secrets = s.image_pull_secrets
+    if isinstance(pull_secrets, str):  # cncf.kubernetes' "a,b" form
+        pull_secrets = [{"name": n.strip()} for n in pull_secrets.split(",") if n.strip()]
+    if s.node_selector is not None and not isinstance(s.node_selector, Mapping):
+        raise InvalidJobSpecError(f"node_selector must be a mapping, not {type(s.node_selector).__name__}")
+    main = k8s.V1Container(
+        name=container,
+        volume_mounts=_models(s.volume_mounts, k8s.V1VolumeMount, "volume_mounts"),
+        env=env,
+        env_from=env_from or None,
+        ports=_models(s.ports, k8s.V1ContainerPort, "ports"),
+        image_pull_policy=s.image_pull_policy,
+        security_context=(
+            None
+            if s.container_security_context is None
+            else _model(s.container_security_context, k8s.V1SecurityContext, "container_security_context")
+        ),
+        termination_message_policy=s.termination_message_policy,
+    )
+    spec = k8s.V1PodSpec(
+        containers=[main],
+        volumes=_models(s.volumes, k8s.V1Volume, "volumes"),
+        init_containers=_models(s.init_containers, k8s.V1Container, "init_containers"),
+        node_selector=dict(s.node_selector) if s.node_selector else None,
+        tolerations=_models(s.tolerations, k8s.V1Toleration, "tolerations"),
+        affinity=None if s.affinity is None else _model(s.affinity, k8s.V1Affinity, "affinity"),
+        service_account_name=s.service_account_name,
+        automount_service_account_token=s.automount_service_account_token,
+        image_pull_secrets=_models(pull_secrets, k8s.V1LocalObjectReference, "image_pull_secrets"),
+        security_context=(
+            None
+            if s.security_context is None
+            else _model(s.security_context, k8s.V1PodSecurityContext, "security_context")
+        ),
+        priority_class_name=s.priority_class_name,
+        termination_grace_period_seconds=s.termination_grace_period,
+        runtime_class_name=s.runtime_class_name,
+        host_aliases=_models(s.host_aliases, k8s.V1HostAlias, "host_aliases"),
+        host_network=s.hostnetwork,
+        dns_policy=s.dnspolicy,
+        dns_config=None if s.dns_config is None else _model(s.dns_config, k8s.V1PodDNSConfig, "dns_config"),
+        hostname=s.hostname,
+        subdomain=s.subdomain,
+        scheduler_name=s.schedulername,
+    )
+    return k8s.V1Pod(metadata=k8s.V1ObjectMeta(), spec=spec)
+
+
+def template_pod(settings: PodSettings) -> Any:
+    """The Pod template layer (``pod_template_file``/``pod_template_dict``, then ``full_pod_spec``
+    over it, as cncf.kubernetes merges them), or None."""
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+    from kubernetes.client import models as k8s
+
+    base = None
+    if settings.pod_template_file and settings.pod_template_dict:
+        raise InvalidJobSpecError("pod_template_file and pod_template_dict: pass one of them")
+    source = settings.pod_template_file or settings.pod_template_dict
+    if source is not None:
+        where = "pod_template_file" if settings.pod_template_file else "pod_template_dict"
+        data = parse_manifest_text(source, where) if isinstance(source, str) else copy.deepcopy(dict(source))
+        if not isinstance(data, dict):
+            raise InvalidJobSpecError(f"{where} must be a Pod manifest (a mapping)")
+        if data.get("kind") not in (None, "Pod"):
+            raise InvalidJobSpecError(f"{where} has kind {data.get('kind')!r}; it must be a Pod manifest")
+        data.setdefault("spec", {}).setdefault("containers", [])
+        base = _model(data, k8s.V1Pod, where)
+    full = (
+        None if settings.full_pod_spec is None else _model(settings.full_pod_spec, k8s.V1Pod, "full_pod_spec")
+    )
+    if base is not None and full is not None:
+        return PodGenerator.reconcile_pods(base, full)
+    return full if full is not None else base
+
+
+def job_layers(job_template: Any, full_job_spec: Any) -> JsonDict:
+    """The Job template: ``job_template`` (or ``job_template_file``), then ``full_job_spec`` over it
+    as cncf.kubernetes' ``KubernetesJobOperator.reconcile_jobs`` merges them."""
+    base = load_template(job_template)
+    if full_job_spec is None:
+        return base
+    full = load_template(full_job_spec)
+    if not base:
+        return full
+    from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
+    from kubernetes.client import models as k8s
+
+    models = []
+    for where, job in (("job_template", base), ("full_job_spec", full)):
+        job.setdefault("spec", {}).setdefault("template", {}).setdefault("spec", {}).setdefault(
+            "containers", []
+        )
+        models.append(_model(job, k8s.V1Job, where))
+    return dict(to_api(KubernetesJobOperator.reconcile_jobs(models[0], models[1])))
+
+
+def apply_pod_layers(job: JsonDict, settings: PodSettings, container: str) -> list[str]:
+    """Lay the Pod template, the parameters and the secrets over ``job``'s Pod template, in place.
+
+    ``container`` is the main container's name (the operator's); the parameters go to the
+    template's container of that name, else to its first. Returns what a later layer replaced,
+    one line each, for the task log.
+    """
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+    from kubernetes.client import models as k8s
+
+    template = job.setdefault("spec", {}).setdefault("template", {}) or {}
+    spec = dict(template.get("spec") or {})
+    spec.setdefault("containers", [])  # the client's model refuses a PodSpec without the list
+    base = _model({"metadata": template.get("metadata") or {}, "spec": spec}, k8s.V1Pod, "spec.template")
+    replaced: list[str] = []
+
+    def lay(layer: Any, name: str, under: str) -> Any:
+        # reconcile_containers pairs containers by position: line the layer's up by name first
+        # (name-only placeholders change nothing), so "main" never merges into a sidecar.
+        names = [c.name for c in base.spec.containers or []]
+        given = {c.name: c for c in layer.spec.containers or []}
+        aligned = [given.pop(n, None) or k8s.V1Container(name=n) for n in names]
+        layer.spec.containers = [*aligned, *given.values()]
+        replaced.extend(f"{line} ({name} over {under})" for line in overrides(to_api(base), to_api(layer)))
+        return PodGenerator.reconcile_pods(base, layer)
+
+    pod_template = template_pod(settings)
+    if pod_template is not None:
+        base = lay(copy.deepcopy(pod_template), "the Pod template", "the Job template")
+    names = [c.name for c in base.spec.containers or []]
+    target = container if container in names else (names[0] if names else container)
+    params = params_pod(settings, target)
+    for secret in _secrets(settings.secrets or ()):  # attach_to_pod uses the first container: ours
+        params = secret.attach_to_pod(params)
+    base = lay(params, "the parameters", "the templates")
+    merged = to_api(base)
+    meta = merged.get("metadata") or {}
+    for key in ("name", "namespace", "generateName"):
+        meta.pop(key, None)
+    job["spec"]["template"] = {"metadata": meta, "spec": merged.get("spec") or {}}
+    return replaced
+
+
+def _set(value: Any) -> bool:
+    return value not in (None, "", [], {})
+
+
+def _named(items: Any) -> dict[str, Any]:
+    return {str(i["name"]): i for i in items or [] if isinstance(i, dict) and i.get("name")}
+
+
+def overrides(base: JsonDict, layer: JsonDict) -> list[str]:
+    """What laying ``layer`` over ``base`` (API-form Pods) replaces, as reconcile_pods merges:
+    labels and annotations key by key, lists of volumes/env/mounts end to end (the same name
+    twice is reported), containers one by one, any other field as a whole."""
+    out: list[str] = []
+    for part in ("labels", "annotations"):
+        was, now = (base.get("metadata") or {}).get(part) or {}, (layer.get("metadata") or {}).get(part) or {}
+        out += [
+            f"metadata.{part}[{k!r}]: {was[k]!r} -> {now[k]!r}" for k in now if k in was and was[k] != now[k]
+        ]
+    bspec, lspec = base.get("spec") or {}, layer.get("spec") or {}
+    for key, value in lspec.items():
+        old: Any = bspec.get(key)
+        if not _set(value) or not _set(old):
+            continue
+        if key == "containers":
+            for b, c in zip(old, value, strict=False):  # by position, as reconcile_containers
+                out += _container_overrides(f"spec.containers[{c.get('name')!r}]", b, c)
+        elif key in _EXTENDED_POD_LISTS:
+            twice = sorted(set(_named(old)) & set(_named(value)))
+            if key == "initContainers":
+                for name in twice:
+                    out += _container_overrides(
+                        f"spec.initContainers[{name!r}]", _named(old)[name], _named(value)[name]
+                    )
+            else:
+                out += [f"spec.{key}[{n!r}] given twice" for n in twice]
+        elif old != value:
+            out.append(f"spec.{key}: {old!r} -> {value!r}")
+    return out
+
+
+def _container_overrides(where: str, old: JsonDict, new: JsonDict) -> list[str]:
+    out: list[str] = []
+    for key, value in new.items():
+        prev: Any = old.get(key)
+        if key == "name" or not _set(value) or not _set(prev):
+            continue
+        if key in _EXTENDED_CONTAINER_LISTS:
+            by = "mountPath" if key == "volumeMounts" else "name"
+            seen = {i.get(by) for i in prev if isinstance(i, dict)}
+            out += [
+                f"{where}.{key}[{i.get(by)!r}] given twice"
+                for i in value
+                if isinstance(i, dict) and i.get(by) in seen and i.get(by)
+            ]
+        elif prev != value:
+            out.append(f"{where}.{key}: {prev!r} -> {value!r}")
+    return out
