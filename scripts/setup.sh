@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install and build everything the demo and the tests need; idempotent and cached.
-#   - Debian packages: redis-server, rabbitmq-server, util-linux (unshare), openssl
+#   - Debian packages: redis-server, rabbitmq-server, util-linux (unshare), openssl, libmath-bigint-perl
 #   - a virtualenv keyed by the hash of pyproject.toml under ~/.cache/airflow-batchjob
 #   - the local cluster's Go binaries (localcluster/build.sh, cached by version)
 # Prints the venv path on its last line so callers can `VENV=$(scripts/setup.sh | tail -1)`.
@@ -15,6 +15,9 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v rabbitmq-server >/dev/null || need_apt+=(rabbitmq-server)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# The ported cncf.kubernetes example computes pi with perl's bignum; the node agent runs Pods as
+# host processes, and Debian 12's core Math::BigInt 1.999830 dies on bpi(2000); the package (1.999838) does not.
+[[ -e /usr/share/perl5/Math/BigInt.pm ]] || need_apt+=(libmath-bigint-perl)
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo

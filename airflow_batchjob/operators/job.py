@@ -66,6 +66,8 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
     :param reuse_succeeded: if this task instance's Job already succeeded, return its result
         even when the user cleared the task after it succeeded. Default: a clear runs it again.
         (A retry always keeps a succeeded Job whose outcome the failed try never reported.)
+    :param job_poll_interval: accepted for cncf.kubernetes compatibility and unused: the wait
+        watches the Job.
     :param job_template_file: alias of ``job_template`` given as a file (cncf.kubernetes' name).
     :param full_job_spec: a ``V1Job`` (or dict) laid over ``job_template`` as cncf.kubernetes does.
     :param base_container_name: the main container's name (default ``main``): the container
@@ -174,6 +176,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         wait_until_job_complete: bool = True,
         job_template_file: str | None = None,
         full_job_spec: Any = None,
+        job_poll_interval: float | None = None,
         base_container_name: str | None = None,
         volumes: list[Any] | None = None,
         volume_mounts: list[Any] | None = None,

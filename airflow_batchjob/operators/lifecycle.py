@@ -167,6 +167,7 @@ class DeleteJobOperator(_JobsOperator):
     :param wait_deleted: return only once the Jobs are gone (default True), so a task after it can
         create a Job of the same name.
     :param timeout: seconds for either wait (default 600).
+    :param poll_interval: accepted for cncf.kubernetes compatibility and unused: both waits watch.
 
     Returns the names deleted.
     """
@@ -179,6 +180,7 @@ class DeleteJobOperator(_JobsOperator):
         propagation_policy: str = "Background",
         wait_deleted: bool = True,
         timeout: float = 600.0,
+        poll_interval: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
