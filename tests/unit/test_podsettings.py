@@ -76,7 +76,8 @@ def test_order_is_job_template_then_pod_template_then_parameters_and_replacement
     assert pod["metadata"]["labels"] == {"team": "a", "batchjob.airflow.io/task": "t"}
     assert lines == [
         "spec.priorityClassName: 'job' -> 'pod' (the Pod template over the Job template)",
-        "spec.containers['main'].imagePullPolicy: 'Always' -> 'IfNotPresent' (the parameters over the templates)",
+        "spec.containers['main'].imagePullPolicy: 'Always' -> 'IfNotPresent'"
+        " (the parameters over the templates)",
         "spec.priorityClassName: 'pod' -> 'param' (the parameters over the templates)",
     ]
 
