@@ -68,6 +68,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         (A retry always keeps a succeeded Job whose outcome the failed try never reported.)
     :param job_poll_interval: accepted for cncf.kubernetes compatibility and unused: the wait
         watches the Job.
+    :param on_kill_propagation_policy: alias of ``propagation_policy`` (cncf.kubernetes' name).
     :param job_template_file: alias of ``job_template`` given as a file (cncf.kubernetes' name).
     :param full_job_spec: a ``V1Job`` (or dict) laid over ``job_template`` as cncf.kubernetes does.
     :param base_container_name: the main container's name (default ``main``): the container
@@ -177,6 +178,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         job_template_file: str | None = None,
         full_job_spec: Any = None,
         job_poll_interval: float | None = None,
+        on_kill_propagation_policy: str | None = None,
         base_container_name: str | None = None,
         volumes: list[Any] | None = None,
         volume_mounts: list[Any] | None = None,
@@ -211,6 +213,13 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         full_pod_spec: Any = None,
         **kwargs: Any,
     ) -> None:
+        if on_kill_propagation_policy is not None:
+            kwargs["propagation_policy"] = _alias(
+                "propagation_policy",
+                kwargs.get("propagation_policy"),
+                "on_kill_propagation_policy",
+                on_kill_propagation_policy,
+            )
         super().__init__(**kwargs)
         # The Pod settings stay attributes of their own: Jinja renders them (template_fields).
         for key, value in locals().items():

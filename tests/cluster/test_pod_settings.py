@@ -315,3 +315,36 @@ def test_config_file_and_cluster_context_reach_worker_and_trigger(
     assert out["ctx"]["state"] == "success"
     assert out["ctx"]["xcom"]["return_value"]["outcome"]["state"] == "succeeded"
     assert out["default_context"]["state"] == "failed"  # the file's current context points nowhere
+
+
+def test_group_and_indexed_operators_take_the_same_pod_settings(
+    run_dag: Any, api_client: Any, namespace: str
+) -> None:
+    from airflow_batchjob.operators.indexed import IndexedJobOperator
+    from airflow_batchjob.operators.jobgroup import JobGroupOperator
+
+    client.CoreV1Api(api_client).create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "stringData": {"token": "t0k"}}
+    )
+    shared: dict[str, Any] = {
+        "namespace": namespace,
+        "image": "busybox:1.36",
+        "secrets": [Secret("env", "TOKEN", "creds", "token")],
+        "volumes": [k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource())],
+        "volume_mounts": [k8s.V1VolumeMount(name="scratch", mount_path="/scratch")],
+        "node_selector": {"kubernetes.io/os": "linux"},
+        "deferrable": False,
+    }
+    script = 'echo "$ITEM" > /scratch/x && ' + _report(token="$TOKEN", item="$(cat /scratch/x)")
+    with new_dag("pod_settings_everywhere") as dag:
+        JobGroupOperator(task_id="group", items=["a", "b"], cmds=["sh", "-c", script], **shared)
+        IndexedJobOperator(task_id="indexed", items=["c", "d"], cmds=["sh", "-c", script], **shared)
+    out = run_dag(dag)
+    assert [r["result"] for r in out["group"]["xcom"]["return_value"]] == [
+        {"token": "t0k", "item": "a"},
+        {"token": "t0k", "item": "b"},
+    ]
+    assert [r["result"] for r in out["indexed"]["xcom"]["return_value"]["items"]] == [
+        {"token": "t0k", "item": "c"},
+        {"token": "t0k", "item": "d"},
+    ]
