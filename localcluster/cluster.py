@@ -68,6 +68,7 @@ class State:
     redis_password: str = ""
     rabbitmq_user: str = "batchjob"
     rabbitmq_password: str = ""
+    node: str = "agent"  # "agent": localcluster/nodeagent.py; "real": kubelet + containerd (realnode.py)
 
     @property
     def kubeconfig(self) -> str:
@@ -360,6 +361,11 @@ def start_control_plane(st: State) -> None:
             "--v=1",
         ],
     )
+    if st.node == "real":
+        from localcluster import realnode
+
+        realnode.start(st, spawn, CACHE, K8S_VERSION, NODE_NAME)
+        return
     spawn(
         st,
         "nodeagent",
@@ -564,10 +570,14 @@ def airflow_identity(st: State) -> str:
     return token
 
 
-def up(d: Path) -> State:
-    """Start everything, or return the running cluster if ``d`` already holds a live one."""
+def up(d: Path, node: str = "agent") -> State:
+    """Start everything, or return the running cluster if ``d`` already holds a live one.
+
+    ``node``: "agent" (the node agent runs Pods as host processes) or "real" (kubelet and
+    containerd run them in containers, ``realnode.py``).
+    """
     existing = State.load(d)
-    if existing and alive(existing):
+    if existing and alive(existing) and existing.node == node:
         return existing
     if existing:
         down(d)
@@ -596,7 +606,14 @@ def up(d: Path) -> State:
         token=secrets.token_hex(24),
         redis_password=secrets.token_hex(16),
         rabbitmq_password=secrets.token_hex(16),
+        node=node,
     )
+    if node == "real":
+        from localcluster import realnode
+
+        why = realnode.available(CACHE, K8S_VERSION)
+        if why:
+            raise SystemExit(f"localcluster: no real node: {why}")
     st.save()
     t0 = time.monotonic()
     make_pki(d / "pki")
@@ -605,7 +622,8 @@ def up(d: Path) -> State:
     start_rabbitmq(st)
     try:
         start_control_plane(st)
-        wait_for("node", lambda: node_ready(st), 60, d / "logs" / "nodeagent.log", st.pids["nodeagent"])
+        node_proc = "kubelet" if node == "real" else "nodeagent"
+        wait_for("node", lambda: node_ready(st), 90, d / "logs" / f"{node_proc}.log", st.pids[node_proc])
         wait_for(
             "default service account", lambda: default_sa(st), 60, d / "logs" / "kube-controller-manager.log"
         )
@@ -688,6 +706,10 @@ def down(d: Path) -> None:
             while sig == signal.SIGTERM and time.monotonic() < deadline and any(_exists(p) for p in groups):
                 time.sleep(0.1)
         sweep_containers(d)
+        if st.node == "real":
+            from localcluster import realnode
+
+            realnode.sweep(d)
         epmd = shutil.which("epmd")
         if epmd and "epmd" in st.ports:
             subprocess.run(
@@ -754,10 +776,16 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="up: also start kwok with N fake Nodes (localcluster/kwok.py)",
     )
+    p.add_argument(
+        "--node",
+        choices=["agent", "real"],
+        default=os.environ.get("BATCHJOB_NODE", "agent"),
+        help="up: the node agent (host processes) or a real kubelet + containerd (default $BATCHJOB_NODE or agent)",
+    )
     a = p.parse_args(argv)
     d = (a.dir or default_dir()).resolve()
     if a.command == "up":
-        st = up(d)
+        st = up(d, a.node)
         if a.kwok:
             from localcluster import kwok
 

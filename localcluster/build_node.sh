@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Build a real node's binaries from the Go module proxy into a versioned cache (issue 18).
+#
+# Outputs: $BATCHJOB_CACHE/node-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-cni-$CNI_VERSION/
+#   bin/{kubelet,containerd,containerd-shim-runc-v2,ctr,pause}, cni/{bridge,host-local,loopback}.
+# pause is ours (below): the sandbox container's process, baked into the local pause image.
+# runc comes from Debian (apt-get install runc, done by scripts/setup.sh). A warm cache returns at
+# once. Nothing upstream is committed: the wrapper modules are written to a scratch directory.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.37.2}
+CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
+CNI_VERSION=${CNI_VERSION:-v1.10.0}
+CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
+OUT=$CACHE/node-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-cni-$CNI_VERSION
+STAMP=$OUT/.built
+
+if [[ -f $STAMP ]]; then
+  echo "localcluster: node binaries cached in $OUT"
+  exit 0
+fi
+
+command -v go >/dev/null || { echo "localcluster: Go is required (go 1.26+)" >&2; exit 1; }
+export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+mkdir -p "$OUT/bin" "$OUT/cni"
+WORK=$(mktemp -d "$CACHE/build.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+start=$(date +%s)
+
+# The same pinning of k8s.io/kubernetes' staging modules as build.sh.
+STAGING="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
+cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api
+cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt
+kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics
+mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
+STAGING_VERSION=v0.${K8S_VERSION#v1.}
+MINOR=$(echo "$K8S_VERSION" | cut -d. -f2)
+
+build_kubelet() {
+  local d=$WORK/kubelet
+  mkdir -p "$d"
+  {
+    printf 'module local.test/kubeletbin\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+    for m in $STAGING; do echo "	k8s.io/$m => k8s.io/$m $STAGING_VERSION"; done
+    echo ")"
+  } >"$d/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubelet"\n' >"$d/tools.go"
+  (cd "$d" && { go mod tidy -e >/dev/null 2>&1 || true; } && go get k8s.io/kubernetes/cmd/kubelet)
+  local ld="-s -w" kv
+  for kv in gitVersion=$K8S_VERSION gitMajor=1 gitMinor=$MINOR gitTreeState=clean \
+            buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ); do
+    ld="$ld -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
+  done
+  (cd "$d" && go build -p 2 -trimpath -tags notest -ldflags "$ld" -o "$OUT/bin/" k8s.io/kubernetes/cmd/kubelet)
+}
+
+build_containerd_and_cni() {
+  local d=$WORK/containerd
+  mkdir -p "$d"
+  printf 'module local.test/nodebin\n\ngo 1.26.0\n\nrequire (\n\tgithub.com/containerd/containerd/v2 %s\n\tgithub.com/containernetworking/plugins %s\n)\n' \
+    "$CONTAINERD_VERSION" "$CNI_VERSION" >"$d/go.mod"
+  cat >"$d/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "github.com/containerd/containerd/v2/cmd/containerd"
+	_ "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"
+	_ "github.com/containerd/containerd/v2/cmd/ctr"
+	_ "github.com/containernetworking/plugins/plugins/ipam/host-local"
+	_ "github.com/containernetworking/plugins/plugins/main/bridge"
+	_ "github.com/containernetworking/plugins/plugins/main/loopback"
+)
+GO
+  (cd "$d" && go mod tidy)
+  local ld="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+  # No btrfs, devmapper or zfs snapshotters (cgo): the node uses overlayfs.
+  (cd "$d" && go build -p 2 -trimpath -tags "no_btrfs no_devmapper no_zfs" -ldflags "$ld" -o "$OUT/bin/" \
+     github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+     github.com/containerd/containerd/v2/cmd/ctr)
+  (cd "$d" && go build -p 2 -trimpath -ldflags "-s -w" -o "$OUT/cni/" \
+     github.com/containernetworking/plugins/plugins/main/bridge \
+     github.com/containernetworking/plugins/plugins/main/loopback \
+     github.com/containernetworking/plugins/plugins/ipam/host-local)
+}
+
+build_pause() {
+  # A Pod sandbox's process: sleep until SIGTERM or SIGINT, then exit 0.
+  local d=$WORK/pause
+  mkdir -p "$d"
+  printf 'module local.test/pause\n\ngo 1.26.0\n' >"$d/go.mod"
+  cat >"$d/main.go" <<'GO'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	<-stop
+}
+GO
+  (cd "$d" && go build -trimpath -ldflags "-s -w" -o "$OUT/bin/pause" .)
+}
+
+echo "localcluster: building kubelet $K8S_VERSION, containerd $CONTAINERD_VERSION, CNI plugins $CNI_VERSION into $OUT"
+build_pause
+build_containerd_and_cni
+echo "localcluster: containerd and CNI plugins built after $(( $(date +%s) - start ))s"
+build_kubelet
+echo "localcluster: kubelet built after $(( $(date +%s) - start ))s"
+echo "k8s=$K8S_VERSION containerd=$CONTAINERD_VERSION cni=$CNI_VERSION built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start ))" >"$STAMP"

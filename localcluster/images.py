@@ -1,0 +1,213 @@
+"""Container images built here without Docker or a registry, as OCI archives for containerd.
+
+An image is a list of layers (tar archives of a root filesystem) and a config (entrypoint, env).
+``write_oci_archive`` writes the OCI image layout as one tar that ``ctr images import`` reads; the
+name containerd gives it comes from the ``io.containerd.image.name`` annotation. Layers are
+written deterministically (sorted, owner root, mtime 0), so the same input gives the same digest
+and a warm cache skips the import.
+
+- ``busybox:1.36`` (also ``busybox``, ``busybox:latest``): Debian's ``busybox-static`` binary and
+  a link per applet, as the example DAGs and tests name it.
+- ``localcluster.local/pause:1``: the sandbox image, our ``pause`` binary (``build_node.sh``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PAUSE_IMAGE = "localcluster.local/pause:1"
+BUSYBOX_NAMES = ("docker.io/library/busybox:1.36", "docker.io/library/busybox:latest")
+
+
+@dataclass
+class Image:
+    names: Sequence[str]
+    layers: list[bytes]
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    env: list[str] = field(
+        default_factory=lambda: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    )
+    workdir: str = "/"
+
+
+def _add(tar: tarfile.TarFile, info: tarfile.TarInfo, data: bytes | None = None) -> None:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+def layer(files: dict[str, bytes | str], modes: dict[str, int] | None = None) -> bytes:
+    """A layer tar: path -> bytes (a file) or str (a symlink target); parent directories added."""
+    modes = modes or {}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs: set[str] = set()
+        for path in sorted(files):
+            parts = path.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d and d not in dirs:
+                    dirs.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    _add(tar, info)
+            value = files[path]
+            info = tarfile.TarInfo(path)
+            if isinstance(value, str):
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, value, 0o777
+                _add(tar, info)
+            else:
+                info.size, info.mode = len(value), modes.get(path, 0o755)
+                _add(tar, info, value)
+    return buf.getvalue()
+
+
+def layer_from_dir(root: Path) -> bytes:
+    """A layer tar of a directory tree (a root filesystem), deterministic."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(root.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(root)))
+            if info.isfile():
+                with path.open("rb") as fh:
+                    _add(tar, info, fh.read())
+            else:
+                _add(tar, info)
+    return buf.getvalue()
+
+
+def _blob(blobs: dict[str, bytes], data: bytes) -> dict[str, object]:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    blobs[digest] = data
+    return {"digest": digest, "size": len(data)}
+
+
+def write_oci_archive(image: Image, out: Path) -> str:
+    """Write ``image`` as an OCI image-layout tar at ``out``; returns the manifest digest."""
+    blobs: dict[str, bytes] = {}
+    diff_ids = ["sha256:" + hashlib.sha256(data).hexdigest() for data in image.layers]
+    layers = [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar", **_blob(blobs, data)} for data in image.layers
+    ]
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Env": image.env,
+            "Entrypoint": image.entrypoint,
+            "Cmd": image.cmd,
+            "WorkingDir": image.workdir,
+        },
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    config_desc = {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        **_blob(blobs, json.dumps(config, sort_keys=True).encode()),
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_desc,
+        "layers": layers,
+    }
+    manifest_desc = _blob(blobs, json.dumps(manifest, sort_keys=True).encode())
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                **manifest_desc,
+                "platform": {"architecture": "amd64", "os": "linux"},
+                "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": name},
+            }
+            for name in image.names
+        ],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w") as tar:
+        entries: dict[str, bytes] = {
+            "oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
+            "index.json": json.dumps(index, sort_keys=True).encode(),
+        }
+        for digest, data in blobs.items():
+            entries["blobs/sha256/" + digest.split(":", 1)[1]] = data
+        for name in sorted(entries):
+            info = tarfile.TarInfo(name)
+            info.size = len(entries[name])
+            _add(tar, info, entries[name])
+    return str(manifest_desc["digest"])
+
+
+def busybox_binary(cache: Path) -> Path:
+    """Debian's static busybox, from the ``busybox-static`` package (downloaded once)."""
+    target = cache / "busybox-static" / "bin" / "busybox"
+    if not target.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                ["apt-get", "download", "busybox-static"], cwd=tmp, check=True, capture_output=True
+            )
+            (deb,) = Path(tmp).glob("busybox-static_*.deb")
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(cache / "busybox-static")], check=True)
+    return target
+
+
+def busybox_image(cache: Path) -> Image:
+    binary = busybox_binary(cache)
+    applets = subprocess.run(
+        [str(binary), "--list"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    files: dict[str, bytes | str] = {"bin/busybox": binary.read_bytes()}
+    for applet in applets:
+        if applet != "busybox":
+            files[f"bin/{applet}"] = "busybox"
+    files["tmp/.keep"] = b""
+    return Image(names=BUSYBOX_NAMES, layers=[layer(files)], cmd=["sh"])
+
+
+def pause_image(node_bin: Path) -> Image:
+    return Image(
+        names=[PAUSE_IMAGE],
+        layers=[layer({"pause": (node_bin / "pause").read_bytes()})],
+        entrypoint=["/pause"],
+    )
+
+
+def build_all(cache: Path, node_bin: Path) -> list[Path]:
+    """Write the local images' archives under ``cache/images`` (skipping those already there)."""
+    out = []
+    for key, make in (("pause", lambda: pause_image(node_bin)), ("busybox", lambda: busybox_image(cache))):
+        path = cache / "images" / f"{key}.tar"
+        if not path.exists():
+            write_oci_archive(make(), path)
+        out.append(path)
+    return out
+
+
+def import_all(ctr: Path, address: str, archives: Iterable[Path]) -> None:
+    for archive in archives:
+        subprocess.run(
+            [
+                str(ctr),
+                "--address",
+                address,
+                "--namespace",
+                "k8s.io",
+                "images",
+                "import",
+                "--no-unpack",
+                str(archive),
+            ],
+            check=True,
+            capture_output=True,
+        )

@@ -1,0 +1,236 @@
+"""A real node for the local cluster: containerd (CRI, overlayfs, runc) and kubelet v1.37 (issue 18).
+
+``python -m localcluster up --node real`` starts these instead of the node agent. The kubelet
+registers the Node and writes every Pod status; nothing of ours does. Images come from
+``localcluster/images.py`` (imported into containerd's ``k8s.io`` namespace, pulled never);
+any other image name fails with the kubelet's own ErrImagePull. Pods use the node's network
+(``hostNetwork``) or a CNI bridge the cluster makes (``batchjob0``, 10.88.0.0/16), whose traffic
+stays on this machine.
+
+Facts of this VM the configuration follows: cgroup v1 (the kubelet must be told
+``failCgroupV1: false``), no systemd (``cgroupDriver: cgroupfs``), overlay in the kernel, swap
+possibly on (``failSwapOn: false``), and root without CAP_SYS_RESOURCE (containerd's
+``restrict_oom_score_adj``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from localcluster import images
+
+if TYPE_CHECKING:
+    from localcluster.cluster import State
+
+CONTAINERD_VERSION = "v2.4.2"
+CNI_VERSION = "v1.10.0"
+BRIDGE = "batchjob0"
+POD_SUBNET = "10.88.0.0/16"
+# The bridge's own address: the Node's InternalIP (the kubelet refuses a loopback node IP, and
+# this VM has no dummy links) and the Pods' gateway to this machine.
+NODE_IP = "10.88.0.1"
+CLOSED_REGISTRY = "http://127.0.0.1:9"  # the discard port: nothing listens
+
+
+def node_dir(cache: Path, k8s_version: str) -> Path:
+    return cache / f"node-k8s-{k8s_version}-containerd-{CONTAINERD_VERSION}-cni-{CNI_VERSION}"
+
+
+def available(cache: Path, k8s_version: str) -> str | None:
+    """Why the real node cannot start here, or None."""
+    base = node_dir(cache, k8s_version)
+    if not (base / ".built").exists():
+        return f"node binaries missing in {base}: run localcluster/build_node.sh"
+    if not shutil.which("runc"):
+        return "runc not found: apt-get install runc (scripts/setup.sh does)"
+    if os.geteuid() != 0:
+        return "the kubelet and containerd need root"
+    return None
+
+
+def _containerd_config(d: Path, cni_bin: Path) -> str:
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    return f"""version = 3
+root = "{d / "containerd" / "root"}"
+state = "{d / "containerd" / "state"}"
+
+[grpc]
+  address = "{d / "containerd.sock"}"
+
+[ttrpc]
+  address = "{d / "containerd.sock.ttrpc"}"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "{d / "registries"}"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{images.PAUSE_IMAGE}"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  enable_selinux = false
+  # This VM's root lacks CAP_SYS_RESOURCE: runc cannot lower a sandbox's oom_score_adj to -998
+  # ("failed to update /proc/self/oom_score_adj: Permission denied"); keep it at containerd's own.
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "{runc}"
+        SystemdCgroup = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["{cni_bin}"]
+    conf_dir = "{d / "cni" / "net.d"}"
+
+[plugins.'io.containerd.grpc.v1.cri']
+  disable_tcp_service = true
+"""
+
+
+def _cni_config() -> dict[str, object]:
+    return {
+        "cniVersion": "1.0.0",
+        "name": "batchjob",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                "ipMasq": False,  # nothing leaves this machine: no NAT to the outside
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]], "routes": []},
+            },
+            {"type": "loopback"},
+        ],
+    }
+
+
+def _kubelet_config(st: State, d: Path, pki: Path) -> dict[str, object]:
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": NODE_IP,
+        "port": st.ports["kubelet"],
+        "readOnlyPort": 0,
+        "healthzPort": 0,
+        "tlsCertFile": str(pki / "kubelet.crt"),
+        "tlsPrivateKeyFile": str(pki / "kubelet.key"),
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "x509": {"clientCAFile": str(pki / "ca.crt")},
+            "webhook": {"enabled": False},
+        },
+        "authorization": {"mode": "AlwaysAllow"},
+        "cgroupDriver": "cgroupfs",
+        "failCgroupV1": False,
+        "failSwapOn": False,
+        "containerRuntimeEndpoint": f"unix://{d / 'containerd.sock'}",
+        "imageServiceEndpoint": f"unix://{d / 'containerd.sock'}",
+        "staticPodPath": "",
+        "resolvConf": "/etc/resolv.conf",
+        "clusterDomain": "cluster.local",
+        "registerNode": True,
+        "makeIPTablesUtilChains": False,
+        "enforceNodeAllocatable": [],
+        "cgroupsPerQOS": True,
+        "localStorageCapacityIsolation": False,
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+        "serializeImagePulls": False,
+        "containerLogMaxSize": "10Mi",
+        "syncFrequency": "5s",
+        "nodeStatusUpdateFrequency": "5s",
+    }
+
+
+def _bridge() -> None:
+    """The Pods' bridge, made before the kubelet starts so the Node has its address at once."""
+    ip = ["ip"]
+    if subprocess.run([*ip, "link", "show", BRIDGE], capture_output=True).returncode != 0:
+        subprocess.run([*ip, "link", "add", BRIDGE, "type", "bridge"], check=True, capture_output=True)
+    subprocess.run([*ip, "addr", "replace", f"{NODE_IP}/16", "dev", BRIDGE], check=True, capture_output=True)
+    subprocess.run([*ip, "link", "set", BRIDGE, "up"], check=True, capture_output=True)
+
+
+def start(st: State, spawn: object, cache: Path, k8s_version: str, node_name: str) -> None:
+    """Start containerd, import the local images, start the kubelet (``spawn`` is cluster.spawn)."""
+    from collections.abc import Callable
+
+    assert callable(spawn)
+    run: Callable[..., None] = spawn
+    base = node_dir(cache, k8s_version)
+    d = Path(st.dir) / "realnode"
+    for sub in ("containerd/root", "containerd/state", "cni/net.d", "kubelet", "logs"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    _bridge()
+    # Every registry resolves to a closed loopback port: an image not imported here fails with a
+    # real ErrImagePull, and no pull leaves this machine (not even its DNS lookup).
+    (d / "registries" / "_default").mkdir(parents=True, exist_ok=True)
+    (d / "registries" / "_default" / "hosts.toml").write_text(
+        f'server = "{CLOSED_REGISTRY}"\n\n[host."{CLOSED_REGISTRY}"]\n  capabilities = ["pull", "resolve"]\n'
+    )
+    (d / "containerd.toml").write_text(_containerd_config(d, base / "cni"))
+    (d / "cni" / "net.d" / "10-batchjob.conflist").write_text(json.dumps(_cni_config(), indent=1))
+    run(
+        st,
+        "containerd",
+        [str(base / "bin" / "containerd"), "--config", str(d / "containerd.toml")],
+        env={"PATH": f"{base / 'bin'}:{os.environ.get('PATH', '')}"},
+    )
+    sock = d / "containerd.sock"
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"containerd did not start: see {Path(st.dir) / 'logs' / 'containerd.log'}")
+        time.sleep(0.1)
+    archives = images.build_all(cache, base / "bin")
+    images.import_all(base / "bin" / "ctr", str(sock), archives)
+    pki = Path(st.dir) / "pki"
+    (d / "kubelet.yaml").write_text(json.dumps(_kubelet_config(st, d, pki), indent=1))
+    run(
+        st,
+        "kubelet",
+        [
+            str(base / "bin" / "kubelet"),
+            f"--config={d / 'kubelet.yaml'}",
+            f"--kubeconfig={st.kubeconfig}",
+            f"--root-dir={d / 'kubelet'}",
+            f"--hostname-override={node_name}",
+            f"--node-ip={NODE_IP}",
+            "--v=1",
+        ],
+        env={"PATH": f"{base / 'bin'}:{os.environ.get('PATH', '')}"},
+    )
+
+
+def sweep(d: Path) -> None:
+    """After ``down`` killed containerd and the kubelet: stop the shims and the containers they
+    ran, unmount what they mounted under the data dir, and remove the bridge."""
+    root = str((d / "realnode").resolve())
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "containerd-shim" in cmdline and root in cmdline:
+            subprocess.run(["kill", "-9", "--", f"-{proc.name}"], check=False, capture_output=True)
+            subprocess.run(["kill", "-9", proc.name], check=False, capture_output=True)
+    runc_root = Path("/run/containerd/runc/k8s.io")
+    if runc_root.exists():
+        for container in runc_root.iterdir():
+            subprocess.run(
+                ["runc", "--root", str(runc_root), "delete", "--force", container.name],
+                check=False,
+                capture_output=True,
+            )
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(root)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+    subprocess.run(["ip", "link", "delete", BRIDGE], check=False, capture_output=True)
