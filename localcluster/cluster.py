@@ -780,7 +780,7 @@ def main(argv: list[str] | None = None) -> None:
         "--node",
         choices=["agent", "real"],
         default=os.environ.get("BATCHJOB_NODE", "agent"),
-        help="up: the node agent (host processes) or a real kubelet + containerd (default $BATCHJOB_NODE or agent)",
+        help="up: the node agent (host processes) or kubelet + containerd (default $BATCHJOB_NODE or agent)",
     )
     a = p.parse_args(argv)
     d = (a.dir or default_dir()).resolve()
