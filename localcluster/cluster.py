@@ -98,16 +98,17 @@ class State:
             "conn_type": "kubernetes",
             "extra": {"kube_config_path": kubeconfig or self.kubeconfig, "namespace": "default"},
         }
+        host = broker_addresses(self)[-1]  # the address Pods reach (the bridge's, on a real node)
         redis = {
             "conn_type": "redis",
-            "host": "127.0.0.1",
+            "host": host,
             "port": self.ports["redis"],
             "password": self.redis_password,
             "extra": {"db": 0},
         }
         rabbit = {
             "conn_type": "amqp",
-            "host": "127.0.0.1",
+            "host": host,
             "port": self.ports["rabbitmq"],
             "login": self.rabbitmq_user,
             "password": self.rabbitmq_password,
@@ -384,12 +385,21 @@ def start_control_plane(st: State) -> None:
     )
 
 
+def broker_addresses(st: State) -> list[str]:
+    """Where the brokers listen: loopback, and with a real node also the Pods' bridge address."""
+    if st.node == "real":
+        from localcluster import realnode
+
+        return ["127.0.0.1", realnode.NODE_IP]
+    return ["127.0.0.1"]
+
+
 def start_redis(st: State) -> None:
     d = Path(st.dir) / "redis"
     d.mkdir()
     conf = d / "redis.conf"
     conf.write_text(
-        f"bind 127.0.0.1\nport {st.ports['redis']}\nrequirepass {st.redis_password}\n"
+        f"bind {' '.join(broker_addresses(st))}\nport {st.ports['redis']}\nrequirepass {st.redis_password}\n"
         f'dir {d}\nappendonly yes\nappendfsync everysec\nsave ""\ndaemonize no\n'
         'protected-mode yes\nlogfile ""\n'
     )
@@ -401,9 +411,11 @@ def start_rabbitmq(st: State) -> None:
     d = Path(st.dir) / "rabbitmq"
     d.mkdir()
     conf = d / "rabbitmq.conf"
+    listeners = "".join(
+        f"listeners.tcp.{i} = {a}:{st.ports['rabbitmq']}\n" for i, a in enumerate(broker_addresses(st), 1)
+    )
     conf.write_text(
-        f"listeners.tcp.1 = 127.0.0.1:{st.ports['rabbitmq']}\n"
-        f"default_user = {st.rabbitmq_user}\ndefault_pass = {st.rabbitmq_password}\n"
+        listeners + f"default_user = {st.rabbitmq_user}\ndefault_pass = {st.rabbitmq_password}\n"
         "loopback_users = none\nlog.console = true\nlog.console.level = warning\nlog.file = false\n"
     )
     conf.chmod(0o600)
@@ -411,8 +423,6 @@ def start_rabbitmq(st: State) -> None:
     env = {
         "HOME": str(d),
         "RABBITMQ_NODENAME": f"batchjob{st.ports['rabbitmq']}@localhost",
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODE_PORT": str(st.ports["rabbitmq"]),
         "RABBITMQ_DIST_PORT": str(st.ports["rabbitmq_dist"]),
         "ERL_EPMD_PORT": str(st.ports["epmd"]),
         "ERL_EPMD_ADDRESS": "127.0.0.1",
@@ -616,6 +626,10 @@ def up(d: Path, node: str = "agent") -> State:
             raise SystemExit(f"localcluster: no real node: {why}")
     st.save()
     t0 = time.monotonic()
+    if node == "real":
+        from localcluster import realnode
+
+        realnode.bridge()  # the brokers listen on its address too
     make_pki(d / "pki")
     write_kubeconfig(st)
     start_redis(st)

@@ -9,6 +9,10 @@ and a warm cache skips the import.
 - ``busybox:1.36`` (also ``busybox``, ``busybox:latest``): Debian's ``busybox-static`` binary and
   a link per applet, as the example DAGs and tests name it.
 - ``localcluster.local/pause:1``: the sandbox image, our ``pause`` binary (``build_node.sh``).
+- ``ghcr.io/airflow-batchjob/worker:0.1.0`` (also ``worker``): what ``docker/worker.Dockerfile``
+  makes, built without Docker: a Debian 12 root filesystem with its Python 3.11 (debootstrap from
+  the Debian mirror), pika and redis (pip, ``--target``), and this repository's package, with
+  ``python -m airflow_batchjob.worker`` as the entrypoint.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -24,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PAUSE_IMAGE = "localcluster.local/pause:1"
+WORKER_NAMES = ("ghcr.io/airflow-batchjob/worker:0.1.0", "docker.io/library/worker:latest")
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+ROOT = Path(__file__).resolve().parent.parent
 BUSYBOX_NAMES = ("docker.io/library/busybox:1.36", "docker.io/library/busybox:latest")
 
 
@@ -75,9 +84,14 @@ def layer(files: dict[str, bytes | str], modes: dict[str, int] | None = None) ->
 def layer_from_dir(root: Path) -> bytes:
     """A layer tar of a directory tree (a root filesystem), deterministic."""
     buf = io.BytesIO()
+    paths: list[Path] = []
+    for top, dirs, files in os.walk(root):  # never into symlinked directories (/bin -> usr/bin)
+        paths += [Path(top) / n for n in (*dirs, *files)]
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(root.rglob("*")):
+        for path in sorted(paths):
             info = tar.gettarinfo(str(path), arcname=str(path.relative_to(root)))
+            if info is None:  # a socket: not part of an image
+                continue
             if info.isfile():
                 with path.open("rb") as fh:
                     _add(tar, info, fh.read())
@@ -183,10 +197,71 @@ def pause_image(node_bin: Path) -> Image:
     )
 
 
+def debian_rootfs(cache: Path) -> Path:
+    """A Debian 12 minbase root filesystem with python3 (debootstrap, once; cached)."""
+    target = cache / "rootfs-bookworm-python3"
+    if not (target / ".complete").exists():
+        subprocess.run(["rm", "-rf", str(target)], check=True)
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", "--include=python3", "bookworm", str(target), DEBIAN_MIRROR],
+            check=True,
+            capture_output=True,
+        )
+        for cached in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            subprocess.run(["find", str(target / cached), "-type", "f", "-delete"], check=False)
+        (target / ".complete").write_text("")
+    return target
+
+
+def worker_image(cache: Path) -> Image:
+    import importlib.metadata
+    import shutil
+
+    base = debian_rootfs(cache)
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = Path(tmp) / "opt" / "batchjob" / "lib"
+        pins = [f"{name}=={importlib.metadata.version(name)}" for name in ("pika", "redis")]
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(lib), *pins],
+            check=True,
+        )
+        shutil.copytree(
+            ROOT / "airflow_batchjob", lib / "airflow_batchjob", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        (Path(tmp) / "usr" / "local" / "bin").mkdir(parents=True)
+        (Path(tmp) / "usr" / "local" / "bin" / "python").symlink_to("/usr/bin/python3")  # as python:3.11 has
+        (Path(tmp) / "app").mkdir()
+        app = layer_from_dir(Path(tmp))
+    rootfs = layer_from_dir(base)
+    return Image(
+        names=WORKER_NAMES,
+        layers=[rootfs, app],
+        entrypoint=["python3", "-m", "airflow_batchjob.worker"],
+        env=[
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PYTHONPATH=/opt/batchjob/lib",
+            "PYTHONUNBUFFERED=1",
+        ],
+        workdir="/app",
+    )
+
+
+def _source_digest() -> str:
+    """What the worker image holds of this repository: rebuilt when the package changes."""
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "airflow_batchjob").rglob("*.py")):
+        h.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def build_all(cache: Path, node_bin: Path) -> list[Path]:
     """Write the local images' archives under ``cache/images`` (skipping those already there)."""
     out = []
-    for key, make in (("pause", lambda: pause_image(node_bin)), ("busybox", lambda: busybox_image(cache))):
+    for key, make in (
+        ("pause", lambda: pause_image(node_bin)),
+        ("busybox", lambda: busybox_image(cache)),
+        (f"worker-{_source_digest()}", lambda: worker_image(cache)),
+    ):
         path = cache / "images" / f"{key}.tar"
         if not path.exists():
             write_oci_archive(make(), path)

@@ -84,6 +84,7 @@ state = "{d / "containerd" / "state"}"
       runtime_type = "io.containerd.runc.v2"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         BinaryName = "{runc}"
+        Root = "{d / "runc"}"
         SystemdCgroup = false
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["{cni_bin}"]
@@ -150,7 +151,7 @@ def _kubelet_config(st: State, d: Path, pki: Path) -> dict[str, object]:
     }
 
 
-def _bridge() -> None:
+def bridge() -> None:
     """The Pods' bridge, made before the kubelet starts so the Node has its address at once."""
     ip = ["ip"]
     if subprocess.run([*ip, "link", "show", BRIDGE], capture_output=True).returncode != 0:
@@ -167,9 +168,9 @@ def start(st: State, spawn: object, cache: Path, k8s_version: str, node_name: st
     run: Callable[..., None] = spawn
     base = node_dir(cache, k8s_version)
     d = Path(st.dir) / "realnode"
-    for sub in ("containerd/root", "containerd/state", "cni/net.d", "kubelet", "logs"):
+    for sub in ("containerd/root", "containerd/state", "cni/net.d", "kubelet", "logs", "runc"):
         (d / sub).mkdir(parents=True, exist_ok=True)
-    _bridge()
+    bridge()
     # Every registry resolves to a closed loopback port: an image not imported here fails with a
     # real ErrImagePull, and no pull leaves this machine (not even its DNS lookup).
     (d / "registries" / "_default").mkdir(parents=True, exist_ok=True)
@@ -212,7 +213,8 @@ def start(st: State, spawn: object, cache: Path, k8s_version: str, node_name: st
 
 def sweep(d: Path) -> None:
     """After ``down`` killed containerd and the kubelet: stop the shims and the containers they
-    ran, unmount what they mounted under the data dir, and remove the bridge."""
+    ran and unmount what they mounted under the data dir. The bridge stays (one real node per
+    machine at a time: the bridge and its subnet are fixed)."""
     root = str((d / "realnode").resolve())
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -222,7 +224,7 @@ def sweep(d: Path) -> None:
         if "containerd-shim" in cmdline and root in cmdline:
             subprocess.run(["kill", "-9", "--", f"-{proc.name}"], check=False, capture_output=True)
             subprocess.run(["kill", "-9", proc.name], check=False, capture_output=True)
-    runc_root = Path("/run/containerd/runc/k8s.io")
+    runc_root = d / "realnode" / "runc"
     if runc_root.exists():
         for container in runc_root.iterdir():
             subprocess.run(
@@ -233,4 +235,3 @@ def sweep(d: Path) -> None:
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     for mount in sorted((m for m in mounts if m.startswith(root)), key=len, reverse=True):
         subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
-    subprocess.run(["ip", "link", "delete", BRIDGE], check=False, capture_output=True)

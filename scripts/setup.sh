@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install and build everything the demo and the tests need; idempotent and cached.
-#   - Debian packages: redis-server, rabbitmq-server, util-linux (unshare), openssl, libmath-bigint-perl
+#   - Debian packages: redis-server, rabbitmq-server, util-linux (unshare), openssl, libmath-bigint-perl,
+#     runc, debootstrap
 #   - a virtualenv keyed by the hash of pyproject.toml under ~/.cache/airflow-batchjob
-#   - the local cluster's Go binaries (localcluster/build.sh, cached by version)
+#   - the local cluster's Go binaries (localcluster/build.sh, build_node.sh; cached by version)
 # Prints the venv path on its last line so callers can `VENV=$(scripts/setup.sh | tail -1)`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +19,9 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 # The ported cncf.kubernetes example computes pi with perl's bignum; the node agent runs Pods as
 # host processes, and Debian 12's core Math::BigInt 1.999830 dies on bpi(2000); the package (1.999838) does not.
 [[ -e /usr/share/perl5/Math/BigInt.pm ]] || need_apt+=(libmath-bigint-perl)
+# The real node (localcluster/realnode.py): runc for containerd, debootstrap for the worker image.
+command -v runc >/dev/null || need_apt+=(runc)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
@@ -49,4 +53,5 @@ if ! "$VENV/bin/python" -c "import airflow_batchjob, sys; sys.exit(0 if airflow_
 fi
 
 "$ROOT/localcluster/build.sh" >&2
+"$ROOT/localcluster/build_node.sh" >&2
 echo "$VENV"

@@ -2,6 +2,11 @@
 # The whole test suite on a fresh machine: installs and builds what it needs (scripts/setup.sh),
 # runs ruff and mypy, starts the local cluster and brokers, runs pytest, stops everything.
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -k naming).
+#
+# Where the machine can run a real node (localcluster/realnode.py: root, runc, the node
+# binaries), the test files in REAL_NODE_TESTS run on a cluster whose node is kubelet + containerd
+# (real containers, real images), and the rest on the node agent's cluster; the two run one after
+# the other. BATCHJOB_NODE=agent runs everything on the node agent.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -13,10 +18,49 @@ ruff check .
 ruff format --check .
 mypy
 
+# Run real programs in real containers: the Job, group, Indexed and queue patterns, the Pod
+# settings, diagnostics (image pulls, config errors), lifecycle tasks and on_kill.
+REAL_NODE_TESTS=(
+  tests/cluster/test_batchjob.py
+  tests/cluster/test_diagnostics.py
+  tests/cluster/test_jobgroup.py
+  tests/cluster/test_lifecycle.py
+  tests/cluster/test_pod_settings.py
+)
+
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
-export BATCHJOB_CLUSTER_DIR="$CACHE/clusters/test-$$"
-trap 'python -m localcluster down --dir "$BATCHJOB_CLUSTER_DIR"' EXIT
+AGENT_DIR="$CACHE/clusters/test-$$"
+REAL_DIR="$CACHE/clusters/real-$$"
+trap 'python -m localcluster down --dir "$AGENT_DIR"; python -m localcluster down --dir "$REAL_DIR"' EXIT
+
+real_node=0
+if [[ $# -eq 0 && ${BATCHJOB_NODE:-real} == real ]]; then
+  if why=$(python -c 'from localcluster import cluster, realnode; print(realnode.available(cluster.CACHE, cluster.K8S_VERSION) or "")') && [[ -z $why ]]; then
+    real_node=1
+  else
+    echo "== no real node here ($why): every test runs on the node agent" >&2
+  fi
+fi
+
+PYTEST=(python -m pytest -p no:cacheprovider -q -rfEs --durations=15)
+status=0
+if ((real_node)); then
+  echo "== starting the local cluster with a real node in $REAL_DIR" >&2
+  python -m localcluster up --node real --dir "$REAL_DIR" >/dev/null
+  echo "== pytest on the real node: ${REAL_NODE_TESTS[*]}" >&2
+  BATCHJOB_CLUSTER_DIR=$REAL_DIR "${PYTEST[@]}" "${REAL_NODE_TESTS[@]}" || status=$?
+  python -m localcluster down --dir "$REAL_DIR"
+fi
+
+export BATCHJOB_CLUSTER_DIR=$AGENT_DIR
 echo "== starting the local cluster in $BATCHJOB_CLUSTER_DIR" >&2
 python -m localcluster up --dir "$BATCHJOB_CLUSTER_DIR" >/dev/null
 echo "== pytest" >&2
-python -m pytest -p no:cacheprovider -q -rfEs --durations=15 "${@:-tests}"
+if ((real_node)); then
+  ignore=()
+  for f in "${REAL_NODE_TESTS[@]}"; do ignore+=(--ignore "$f"); done
+  "${PYTEST[@]}" "${ignore[@]}" tests || status=$?
+else
+  "${PYTEST[@]}" "${@:-tests}" || status=$?
+fi
+exit "$status"
