@@ -304,7 +304,7 @@ def test_bad_parameters_fail_before_anything_is_created(
 ) -> None:
     with pytest.raises(InvalidJobTemplateError, match="backoff_limit_per_index"):
         BatchJobOperator(task_id="x", image="busybox", max_failed_indexes=1)
-    with pytest.raises(InvalidJobTemplateError, match="job_template or image"):
+    with pytest.raises(InvalidJobTemplateError, match="needs an image, a job_template"):
         BatchJobOperator(task_id="y")
     # Rendered by Jinja at run time, so checked then: still before anything is created.
     with new_dag("bad_template") as dag:
