@@ -426,6 +426,8 @@ def start_rabbitmq(st: State) -> None:
         "RABBITMQ_DIST_PORT": str(st.ports["rabbitmq_dist"]),
         "ERL_EPMD_PORT": str(st.ports["epmd"]),
         "ERL_EPMD_ADDRESS": "127.0.0.1",
+        # Erlang distribution (rabbitmqctl's way in) on loopback too, not on every interface.
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq"),
         "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
         "RABBITMQ_LOG_BASE": str(d / "log"),
@@ -580,15 +582,17 @@ def airflow_identity(st: State) -> str:
     return token
 
 
-def up(d: Path, node: str = "agent") -> State:
+def up(d: Path, node: str | None = None) -> State:
     """Start everything, or return the running cluster if ``d`` already holds a live one.
 
     ``node``: "agent" (the node agent runs Pods as host processes) or "real" (kubelet and
-    containerd run them in containers, ``realnode.py``).
+    containerd run them in containers, ``realnode.py``). None: a live cluster's, whichever it
+    is (the test fixtures reuse it), else ``$BATCHJOB_NODE``, else "agent".
     """
     existing = State.load(d)
-    if existing and alive(existing) and existing.node == node:
+    if existing and alive(existing) and node in (None, existing.node):
         return existing
+    node = node or os.environ.get("BATCHJOB_NODE") or "agent"
     if existing:
         down(d)
     if not (BIN / "kube-apiserver").exists():
@@ -793,7 +797,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--node",
         choices=["agent", "real"],
-        default=os.environ.get("BATCHJOB_NODE", "agent"),
+        default=None,
         help="up: the node agent (host processes) or kubelet + containerd (default $BATCHJOB_NODE or agent)",
     )
     a = p.parse_args(argv)

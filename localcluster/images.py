@@ -247,9 +247,10 @@ def worker_image(cache: Path) -> Image:
 
 
 def _source_digest() -> str:
-    """What the worker image holds of this repository: rebuilt when the package changes."""
+    """What the worker image holds of this repository and how it is built: rebuilt when the
+    package or this module changes."""
     h = hashlib.sha256()
-    for path in sorted((ROOT / "airflow_batchjob").rglob("*.py")):
+    for path in [Path(__file__), *sorted((ROOT / "airflow_batchjob").rglob("*.py"))]:
         h.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
     return h.hexdigest()[:12]
 

@@ -26,6 +26,7 @@ REAL_NODE_TESTS=(
   tests/cluster/test_jobgroup.py
   tests/cluster/test_lifecycle.py
   tests/cluster/test_pod_settings.py
+  tests/cluster/test_real_node.py
 )
 
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
