@@ -18,15 +18,14 @@ ruff check .
 ruff format --check .
 mypy
 
-# Run real programs in real containers: the Job, group, Indexed and queue patterns, the Pod
-# settings, diagnostics (image pulls, config errors), lifecycle tasks and on_kill.
+# Real programs in real containers. For now the files whose images carry a tag: the kubelet
+# always pulls an untagged ("latest") image such as "busybox" or "worker", and the node has no
+# registry to pull from yet, so the other files stay on the node agent (issue 18's next step: a
+# local read-only registry serving the images built here).
 REAL_NODE_TESTS=(
-  tests/cluster/test_batchjob.py
-  tests/cluster/test_diagnostics.py
-  tests/cluster/test_jobgroup.py
-  tests/cluster/test_lifecycle.py
-  tests/cluster/test_pod_settings.py
   tests/cluster/test_real_node.py
+  tests/cluster/test_pod_settings.py
+  tests/cluster/test_diagnostics.py
 )
 
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}

@@ -21,7 +21,10 @@ from kubernetes.client.rest import ApiException
 
 from airflow_batchjob.operators.job import BatchJobOperator
 from localcluster.cluster import NODE_NAME
+from localcluster.images import WORKER_NAMES
 from tests.cluster.helpers import jobs_in, new_dag, pods_in
+
+WORKER_IMAGE = WORKER_NAMES[0]
 
 pytestmark = pytest.mark.cluster
 
@@ -338,7 +341,13 @@ def test_group_and_indexed_operators_take_the_same_pod_settings(
     script = 'echo "$ITEM" > /scratch/x && ' + _report(token="$TOKEN", item="$(cat /scratch/x)")
     with new_dag("pod_settings_everywhere") as dag:
         JobGroupOperator(task_id="group", items=["a", "b"], cmds=["sh", "-c", script], **shared)
-        IndexedJobOperator(task_id="indexed", items=["c", "d"], cmds=["sh", "-c", script], **shared)
+        # The Indexed worker runs Python: the worker image (on the node agent, the host's Python).
+        IndexedJobOperator(
+            task_id="indexed",
+            items=["c", "d"],
+            cmds=["sh", "-c", script],
+            **{**shared, "image": WORKER_IMAGE},
+        )
     out = run_dag(dag)
     assert [r["result"] for r in out["group"]["xcom"]["return_value"]] == [
         {"token": "t0k", "item": "a"},
