@@ -46,9 +46,15 @@ PYTEST=(python -m pytest -p no:cacheprovider -q -rfEs --durations=15)
 status=0
 if ((real_node)); then
   echo "== starting the local cluster with a real node in $REAL_DIR" >&2
-  python -m localcluster up --node real --dir "$REAL_DIR" >/dev/null
-  echo "== pytest on the real node: ${REAL_NODE_TESTS[*]}" >&2
-  BATCHJOB_CLUSTER_DIR=$REAL_DIR "${PYTEST[@]}" "${REAL_NODE_TESTS[@]}" || status=$?
+  if python -m localcluster up --node real --dir "$REAL_DIR" >/dev/null; then
+    echo "== pytest on the real node: ${REAL_NODE_TESTS[*]}" >&2
+    BATCHJOB_CLUSTER_DIR=$REAL_DIR "${PYTEST[@]}" "${REAL_NODE_TESTS[@]}" || status=$?
+  else
+    # Loud, not fatal: the same tests then run on the node agent below.
+    echo "== THE REAL NODE DID NOT START: every test runs on the node agent. Its logs:" >&2
+    tail -n 20 "$REAL_DIR"/logs/{containerd,kubelet}.log >&2 || true
+    real_node=0
+  fi
   python -m localcluster down --dir "$REAL_DIR"
 fi
 
