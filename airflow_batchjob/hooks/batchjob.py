@@ -186,6 +186,23 @@ def split_conn_ref(ref: str) -> tuple[str, dict[str, Any]]:
     return conn_id, options
 
 
+class ClusterConnection:
+    """``conn()`` for operators and sensors: their connection with the task's cluster overrides."""
+
+    kubernetes_conn_id: str
+    in_cluster: bool | None
+    config_file: str | None
+    cluster_context: str | None
+
+    def conn(self) -> str:
+        return conn_ref(
+            self.kubernetes_conn_id,
+            in_cluster=self.in_cluster,
+            config_file=self.config_file,
+            cluster_context=self.cluster_context,
+        )
+
+
 class BatchJobHook:
     """Create, read, list and delete Jobs, Pods, Secrets and ConfigMaps as plain API dicts.
 

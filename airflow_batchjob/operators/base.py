@@ -18,7 +18,7 @@ from airflow.sdk import BaseOperator
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
 )
-from airflow_batchjob.hooks.batchjob import BatchJobHook, conn_ref
+from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
 from airflow_batchjob.operators.finishing import API_CONCURRENCY, JobFinishing
 from airflow_batchjob.operators.waiting import DEFER_AFTER, decided_event, default_deferrable, run_wait
 from airflow_batchjob.triggers.job import JobTrigger, wait_for_job
@@ -46,7 +46,7 @@ def _seconds(value: dt.timedelta | float | None) -> float | None:
     return value.total_seconds() if isinstance(value, dt.timedelta) else value
 
 
-class BaseBatchJobOperator(JobFinishing, BaseOperator):
+class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
     """What every pattern's operator shares: connection, namespace, waiting, cleanup, failure logs.
 
     :param deferrable: wait in the triggerer (after ``defer_after`` seconds in the worker). Default:
@@ -175,15 +175,6 @@ class BaseBatchJobOperator(JobFinishing, BaseOperator):
             return value
 
         render(content)
-
-    def conn(self) -> str:
-        """The connection with this task's cluster overrides (``hooks.batchjob.conn_ref``)."""
-        return conn_ref(
-            self.kubernetes_conn_id,
-            in_cluster=self.in_cluster,
-            config_file=self.config_file,
-            cluster_context=self.cluster_context,
-        )
 
     @property
     def hook(self) -> BatchJobHook:

@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 from airflow_batchjob.core.outcome import JobState, outcome_from_job
 from airflow_batchjob.core.wait import WaitFor
 from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError
-from airflow_batchjob.hooks.batchjob import BatchJobHook, conn_ref
+from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
 from airflow_batchjob.operators.base import run_wait
 from airflow_batchjob.triggers.job import wait_for_job
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 DeleteOn = Literal["Complete", "Failed"]
 
 
-class _JobsOperator(BaseOperator):
+class _JobsOperator(ClusterConnection, BaseOperator):
     """Acts on the Jobs named, or matched by a label selector, in one namespace.
 
     :param job_name: the Job (alias ``name``, cncf.kubernetes' name).
@@ -66,14 +66,6 @@ class _JobsOperator(BaseOperator):
             raise InvalidJobTemplateError("pass exactly one of job_name (or name) and label_selector")
         self.namespace = namespace
         self.kubernetes_conn_id = kubernetes_conn_id
-
-    def conn(self) -> str:
-        return conn_ref(
-            self.kubernetes_conn_id,
-            in_cluster=self.in_cluster,
-            config_file=self.config_file,
-            cluster_context=self.cluster_context,
-        )
 
     @property
     def hook(self) -> BatchJobHook:

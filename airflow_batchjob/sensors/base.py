@@ -11,14 +11,14 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 from airflow.triggers.base import BaseTrigger
 
 from airflow_batchjob.exceptions import BatchJobError, JobFailedSensorError
-from airflow_batchjob.hooks.batchjob import BatchJobHook, conn_ref
+from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
 from airflow_batchjob.operators.waiting import default_deferrable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class BaseJobWatchSensor(BaseSensorOperator):
+class BaseJobWatchSensor(ClusterConnection, BaseSensorOperator):
     """Deferrable by default: one poke (already met? done), else one shared watch in the triggerer.
 
     Subclasses give ``trigger(namespace, deadline)`` and the event key holding their XCom value.
@@ -46,15 +46,6 @@ class BaseJobWatchSensor(BaseSensorOperator):
         self.config_file = config_file
         self.in_cluster = in_cluster
         self.cluster_context = cluster_context
-
-    def conn(self) -> str:
-        """The connection with this task's cluster overrides (``hooks.batchjob.conn_ref``)."""
-        return conn_ref(
-            self.kubernetes_conn_id,
-            in_cluster=self.in_cluster,
-            config_file=self.config_file,
-            cluster_context=self.cluster_context,
-        )
 
     def _namespace(self) -> str:
         return self.namespace or BatchJobHook(self.conn()).default_namespace()
