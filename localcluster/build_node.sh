@@ -28,12 +28,8 @@ trap 'rm -rf "$WORK"' EXIT
 start=$(date +%s)
 
 # The same pinning of k8s.io/kubernetes' staging modules as build.sh.
-STAGING="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
-cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api
-cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt
-kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics
-mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
-STAGING_VERSION=v0.${K8S_VERSION#v1.}
+# shellcheck source=localcluster/k8s_staging.sh
+source "$(dirname "$0")/k8s_staging.sh"
 MINOR=$(echo "$K8S_VERSION" | cut -d. -f2)
 
 build_kubelet() {
