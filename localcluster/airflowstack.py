@@ -173,6 +173,22 @@ class AirflowStack:
     def log(self, service: str) -> str:
         return (self.home / f"{service}.log").read_text(errors="replace")
 
+    def diagnose(self, dag_id: str, lines: int = 15) -> str:
+        """Task states, each task's latest log tail and the scheduler's last lines, for a failure."""
+        out = [f"AIRFLOW_HOME {self.home}"]
+        for row in self.query(
+            "select task_id, map_index, run_id, state, try_number from task_instance where dag_id = ? "
+            "order by task_id, map_index",
+            dag_id,
+        ):
+            out.append(f"task {row}")
+        for log in sorted((self.home / "logs" / f"dag_id={dag_id}").rglob("attempt=*.log"))[-8:]:
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            out += [f"--- {log.relative_to(self.home)}", *tail]
+        for svc in ("scheduler", "triggerer"):
+            out += [f"--- {svc}.log", *self.log(svc).splitlines()[-lines:]]
+        return "\n".join(out)
+
     def state_mismatches(self) -> list[str]:
         """The scheduler's "state mismatch" lines: a try failed by a stale executor report."""
         return [line for line in self.log("scheduler").splitlines() if MISMATCH.search(line)]

@@ -34,6 +34,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes_asyncio import client as aclient
 
+from airflow_batchjob.exceptions import BatchJobError
+
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 
@@ -306,6 +308,58 @@ class BatchJobHook:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Job {namespace}/{name} still exists {timeout:.0f}s after its deletion")
             time.sleep(0.2)
+
+    # -- ConfigMaps and Secrets -----------------------------------------------------------
+    def put_configmap(self, namespace: str, body: Obj) -> None:
+        """Create the ConfigMap, or replace one of the same name (its labels and owners go too)."""
+        core = self.core
+        self._put(core.create_namespaced_config_map, core.replace_namespaced_config_map, namespace, body)
+
+    def put_secret(self, namespace: str, body: Obj) -> None:
+        """Create the Secret, or replace one of the same name (its labels and owners go too)."""
+        self._put(self.core.create_namespaced_secret, self.core.replace_namespaced_secret, namespace, body)
+
+    @staticmethod
+    def _put(create: Callable[..., Any], replace: Callable[..., Any], namespace: str, body: Obj) -> None:
+        name = body["metadata"]["name"]
+        for _ in range(5):
+            try:
+                create(namespace, body)
+                return
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+            try:
+                replace(name, namespace, body)
+                return
+            except ApiException as e:
+                if e.status != 404:  # deleted between the two calls (garbage collected): create
+                    raise
+        raise BatchJobError(f"{namespace}/{name} keeps appearing and disappearing")
+
+    def wait_configmaps_collected(
+        self, namespace: str, names: list[str], owner_uids: set[str], timeout: float = 60
+    ) -> None:
+        """Block until none of these ConfigMaps is still owned by one of these (deleted) Jobs.
+
+        The garbage collector removes them once their owner is gone; a ConfigMap of the same name
+        made before that would be collected under its new Job. One without such an owner stays.
+        """
+        deadline = time.monotonic() + timeout
+        for name in names:
+            while True:
+                try:
+                    cm = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+                except ApiException as e:
+                    if e.status == 404:
+                        break
+                    raise
+                owners = {o.get("uid") for o in cm["metadata"].get("ownerReferences") or []}
+                if not owners & owner_uids:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"ConfigMap {namespace}/{name} outlived its Job by {timeout:.0f}s")
+                time.sleep(0.2)
 
     # -- Pods ------------------------------------------------------------------------------
     def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:

@@ -15,8 +15,6 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from kubernetes.client.rest import ApiException
-
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.items import Item, normalize_items
@@ -156,8 +154,7 @@ class IndexedJobOperator(BatchJobOperator):
             todo = [r["index"] for r in done if r["state"] != JobState.SUCCEEDED.value]
             cleared = cleared_since_success(previous, self.max_tries(context)) and not self.reuse_succeeded
             if not previous or cleared:
-                for j in previous:  # a clear of a task that succeeded: run everything again
-                    hook.delete_job(namespace, j["metadata"]["name"], "Background", j["metadata"]["uid"])
+                self._forget(hook, namespace, previous)  # a clear of a task that succeeded
                 previous, todo = [], list(range(len(items)))
             elif todo:
                 self.log.info(
@@ -179,6 +176,27 @@ class IndexedJobOperator(BatchJobOperator):
         self.push(context, "job_name", name)
         self.push(context, "job_namespace", namespace)
         return self.wait(context, namespace, name, uid, job)
+
+    def _forget(self, hook: BatchJobHook, namespace: str, jobs: list[dict[str, Any]]) -> None:
+        """Delete earlier attempts and wait until they and their item ConfigMaps are gone.
+
+        The fresh attempt reuses the first attempt's names; a ConfigMap still owned by a deleted
+        Job would be garbage-collected under the new Job (or between a create and a replace).
+        """
+        for j in jobs:
+            hook.delete_job(namespace, j["metadata"]["name"], "Background", j["metadata"]["uid"])
+        for j in jobs:
+            hook.wait_deleted(namespace, j["metadata"]["name"], j["metadata"]["uid"])
+        names = [n for j in jobs for n in self._items_configmaps(j)]
+        hook.wait_configmaps_collected(namespace, names, {j["metadata"]["uid"] for j in jobs})
+
+    @staticmethod
+    def _items_configmaps(job: dict[str, Any]) -> list[str]:
+        """The names of the ConfigMaps a Job's items volume projects."""
+        for volume in job["spec"]["template"]["spec"].get("volumes") or []:
+            if volume.get("name") == "batchjob-items":
+                return [s["configMap"]["name"] for s in volume["projected"]["sources"] if "configMap" in s]
+        return []
 
     def create_attempt(
         self,
@@ -209,17 +227,9 @@ class IndexedJobOperator(BatchJobOperator):
             extra_annotations={ANNOTATION_INDEXES: format_indexes(todo), ANNOTATION_ATTEMPT: str(attempt)},
         )
         self._mount_items(body, cm_names)
-        for cm, data in zip(cm_names, chunks, strict=True):
-            try:
-                hook.core.create_namespaced_config_map(
-                    namespace, {"metadata": {"name": cm, "labels": body["metadata"]["labels"]}, "data": data}
-                )
-            except ApiException as e:
-                if e.status != 409:  # left by a try that died before creating its Job: replace
-                    raise
-                hook.core.replace_namespaced_config_map(
-                    cm, namespace, {"metadata": {"name": cm}, "data": data}
-                )
+        for cm, data in zip(cm_names, chunks, strict=True):  # one left by a try that died: replaced
+            meta = {"name": cm, "labels": body["metadata"]["labels"]}
+            hook.put_configmap(namespace, {"metadata": meta, "data": data})
         job = self.create_or_adopt(hook, namespace, body, context)
         owner = [
             {

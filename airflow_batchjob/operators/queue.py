@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseHook, BaseOperator
-from kubernetes.client.rest import ApiException
 
 from airflow_batchjob import queues
 from airflow_batchjob.core import naming
@@ -210,12 +209,7 @@ class QueueJobOperator(BatchJobOperator):
             "type": "Opaque",
             "stringData": {"url": broker_url(self.broker, self.conn_id)},
         }
-        try:
-            hook.core.create_namespaced_secret(namespace, secret)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-            hook.core.replace_namespaced_secret(self.secret_name(name), namespace, secret)
+        hook.put_secret(namespace, secret)
         job = self.create_or_adopt(hook, namespace, body, context)
         owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"]}]
         hook.core.patch_namespaced_secret(
