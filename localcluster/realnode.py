@@ -19,11 +19,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from localcluster import images
+from localcluster import images, registry
 
 if TYPE_CHECKING:
     from localcluster.cluster import State
@@ -35,7 +36,6 @@ POD_SUBNET = "10.88.0.0/16"
 # The bridge's own address: the Node's InternalIP (the kubelet refuses a loopback node IP, and
 # this VM has no dummy links) and the Pods' gateway to this machine.
 NODE_IP = "10.88.0.1"
-CLOSED_REGISTRY = "http://127.0.0.1:9"  # the discard port: nothing listens
 
 
 def node_dir(cache: Path, k8s_version: str) -> Path:
@@ -171,11 +171,26 @@ def start(st: State, spawn: object, cache: Path, k8s_version: str, node_name: st
     for sub in ("containerd/root", "containerd/state", "cni/net.d", "kubelet", "logs", "runc"):
         (d / sub).mkdir(parents=True, exist_ok=True)
     bridge()
-    # Every registry resolves to a closed loopback port: an image not imported here fails with a
-    # real ErrImagePull, and no pull leaves this machine (not even its DNS lookup).
+    # Every registry resolves to ours on loopback (localcluster/registry.py), serving the images
+    # built here: pulls are real pulls, an image not built here is a real ErrImagePull, and no
+    # pull leaves this machine (not even its DNS lookup).
+    from localcluster.cluster import ROOT, free_port
+
+    archives = images.build_all(cache, base / "bin")
+    store = cache / "images" / "store"
+    for archive in archives:
+        registry.add_archive(store, archive)
+    port = st.ports.setdefault("registry", free_port())
+    run(
+        st,
+        "registry",
+        [sys.executable, "-m", "localcluster.registry", "--store", str(store), "--port", str(port)],
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    server = f"http://127.0.0.1:{port}"
     (d / "registries" / "_default").mkdir(parents=True, exist_ok=True)
     (d / "registries" / "_default" / "hosts.toml").write_text(
-        f'server = "{CLOSED_REGISTRY}"\n\n[host."{CLOSED_REGISTRY}"]\n  capabilities = ["pull", "resolve"]\n'
+        f'server = "{server}"\n\n[host."{server}"]\n  capabilities = ["pull", "resolve"]\n'
     )
     (d / "containerd.toml").write_text(_containerd_config(d, base / "cni"))
     (d / "cni" / "net.d" / "10-batchjob.conflist").write_text(json.dumps(_cni_config(), indent=1))
@@ -191,7 +206,6 @@ def start(st: State, spawn: object, cache: Path, k8s_version: str, node_name: st
         if time.monotonic() > deadline:
             raise RuntimeError(f"containerd did not start: see {Path(st.dir) / 'logs' / 'containerd.log'}")
         time.sleep(0.1)
-    archives = images.build_all(cache, base / "bin")
     images.import_all(base / "bin" / "ctr", str(sock), archives)
     pki = Path(st.dir) / "pki"
     (d / "kubelet.yaml").write_text(json.dumps(_kubelet_config(st, d, pki), indent=1))
