@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -213,14 +214,55 @@ def debian_rootfs(cache: Path) -> Path:
     return target
 
 
-def worker_image(cache: Path) -> Image:
+def rootfs_python_version(rootfs: Path) -> str:
+    """The Python version (``3.11.2``) the root filesystem's Debian ``python3.X-minimal`` package has."""
+    status = (rootfs / "var" / "lib" / "dpkg" / "status").read_text()
+    for stanza in status.split("\n\n"):
+        if re.search(r"^Package: python3\.\d+-minimal$", stanza, re.M):
+            m = re.search(r"^Version: (\d+\.\d+\.\d+)", stanza, re.M)
+            if m:
+                return m[1]
+    raise RuntimeError(f"no python3.X-minimal package in {rootfs}")
+
+
+def requirements_for(names: list[str], python: str) -> list[str]:
+    """``names`` pinned to this environment's versions, plus the dependencies their markers give
+    on ``python`` (pip evaluates markers on the Python it runs on: redis needs async-timeout
+    below 3.11.3, which Debian 12's 3.11.2 is and this venv's Python may not be)."""
     import importlib.metadata
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
+    env.update(python_full_version=python, python_version=python.rsplit(".", 1)[0])
+    env["extra"] = ""
+    out: list[str] = []
+    seen: set[str] = set()
+    todo = [Requirement(n) for n in names]
+    while todo:
+        req = todo.pop(0)
+        if req.name.lower() in seen:
+            continue
+        seen.add(req.name.lower())
+        try:
+            dist = importlib.metadata.distribution(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            out.append(f"{req.name}{req.specifier}")  # needed only on the image's Python: pip picks
+            continue
+        out.append(f"{dist.name}=={dist.version}")
+        deps = map(Requirement, dist.requires or [])
+        todo += [r for r in deps if r.marker is None or r.marker.evaluate(env)]
+    return out
+
+
+def worker_image(cache: Path) -> Image:
     import shutil
 
     base = debian_rootfs(cache)
     with tempfile.TemporaryDirectory() as tmp:
         lib = Path(tmp) / "opt" / "batchjob" / "lib"
-        pins = [f"{name}=={importlib.metadata.version(name)}" for name in ("pika", "redis")]
+        pins = requirements_for(["pika", "redis"], rootfs_python_version(base))
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(lib), *pins],
             check=True,

@@ -49,3 +49,22 @@ def test_an_image_not_built_here_is_a_404(served: str, path: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(served + path)
     assert err.value.code == 404
+
+
+def test_worker_image_requirements_follow_the_image_python() -> None:
+    """Markers are read for the image's Python, not this one: Debian 12's 3.11.2 needs async-timeout."""
+    old = images.requirements_for(["redis"], "3.11.2")
+    new = images.requirements_for(["redis"], "3.12.0")
+    assert any(r.startswith("async-timeout") for r in old), old
+    assert not any(r.startswith("async-timeout") for r in new), new
+    assert old[0].startswith("redis==")
+
+
+def test_rootfs_python_version_is_read_from_dpkg(tmp_path: Path) -> None:
+    status = tmp_path / "var" / "lib" / "dpkg" / "status"
+    status.parent.mkdir(parents=True)
+    status.write_text(
+        "Package: python3\nVersion: 3.11.2-1+b1\n\n"
+        "Package: python3.11-minimal\nStatus: install ok installed\nVersion: 3.11.2-6+deb12u8\n"
+    )
+    assert images.rootfs_python_version(tmp_path) == "3.11.2"
