@@ -308,6 +308,12 @@ def build_all(cache: Path, node_bin: Path) -> list[Path]:
         path = cache / "images" / f"{key}.tar"
         if not path.exists():
             write_oci_archive(make(), path)
+            # An image rebuilt for changed code replaces the old one (175 MB each), and the
+            # registry's store (localcluster/registry.py) is refilled from the current archives.
+            for stale in (cache / "images").glob(f"{key.split('-')[0]}-*.tar"):
+                if stale != path:
+                    stale.unlink()
+            subprocess.run(["rm", "-rf", str(cache / "images" / "store")], check=True)
         out.append(path)
     return out
 

@@ -10,7 +10,24 @@ export PATH="$VENV/bin:$PATH"
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
 export BATCHJOB_CLUSTER_DIR="$CACHE/clusters/demo-$$"
 trap 'python -m localcluster down --dir "$BATCHJOB_CLUSTER_DIR"' EXIT
-python -m localcluster up --dir "$BATCHJOB_CLUSTER_DIR" >/dev/null
+# Pods run as real containers (kubelet + containerd) where the machine can run them, else under
+# the node agent; BATCHJOB_NODE=agent chooses the agent.
+node=agent
+if [[ ${BATCHJOB_NODE:-real} == real ]]; then
+  if why=$(python -c 'from localcluster import cluster, realnode; print(realnode.available(cluster.CACHE, cluster.K8S_VERSION) or "")') && [[ -z $why ]]; then
+    node=real
+  else
+    echo "== no real node here ($why): Pods run under the node agent"
+  fi
+fi
+if ! python -m localcluster up --node "$node" --dir "$BATCHJOB_CLUSTER_DIR" >/dev/null; then
+  [[ $node == real ]] || exit 1
+  echo "== THE REAL NODE DID NOT START: the demo runs on the node agent. Its logs:"
+  tail -n 20 "$BATCHJOB_CLUSTER_DIR"/logs/{containerd,kubelet}.log || true
+  python -m localcluster down --dir "$BATCHJOB_CLUSTER_DIR"
+  python -m localcluster up --node agent --dir "$BATCHJOB_CLUSTER_DIR" >/dev/null
+fi
+echo "== cluster node: $(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["node"])' "$BATCHJOB_CLUSTER_DIR/cluster.json")"
 # shellcheck disable=SC1091
 source "$BATCHJOB_CLUSTER_DIR/cluster.env"
 echo "== smoke Jobs (plain kubernetes client)"

@@ -66,8 +66,9 @@ def test_completions_with_parallelism_never_exceed_it(
 ) -> None:
     spans = tmp_path / "spans"
     spans.mkdir()
-    script = (
-        'echo "$(date +%s.%N) 1" >> /spans/$HOSTNAME; sleep 1.5; echo "$(date +%s.%N) -1" >> /spans/$HOSTNAME'
+    script = (  # /proc/uptime: busybox's date has no %N
+        'read t _ < /proc/uptime; echo "$t 1" >> /spans/$HOSTNAME; sleep 1.5; '
+        'read t _ < /proc/uptime; echo "$t -1" >> /spans/$HOSTNAME'
     )
     body = job(
         "three",

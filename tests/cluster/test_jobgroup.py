@@ -56,7 +56,11 @@ def test_three_items_three_jobs(run_dag: Any, api_client: Any, namespace: str) -
 
 
 def test_max_active_jobs_bounds_concurrency(run_dag: Any, namespace: str, tmp_path: Path) -> None:
-    script = 'echo "$(date +%s.%N) 1" >> /out/spans; sleep 1.5; echo "$(date +%s.%N) -1" >> /out/spans'
+    # /proc/uptime: busybox's date has no %N; the host's uptime clock, shared by every Pod.
+    script = (
+        'read t _ < /proc/uptime; echo "$t 1" >> /out/spans; sleep 1.5; '
+        'read t _ < /proc/uptime; echo "$t -1" >> /out/spans'
+    )
     with new_dag("bounded") as dag:
         JobGroupOperator(
             task_id="bounded",
