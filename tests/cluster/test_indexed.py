@@ -28,7 +28,7 @@ def test_rev_example(run_dag: Any, api_client: Any, namespace: str) -> None:
     items = ["foo", "bar", "baz", "qux", "xyz"]
     with new_dag("rev") as dag:
         IndexedJobOperator(
-            task_id="rev", namespace=namespace, items=items, image="busybox", cmds=["rev"], parallelism=3
+            task_id="rev", namespace=namespace, items=items, image="worker", cmds=["rev"], parallelism=3
         )
     result = run_dag(dag)["rev"]
     assert result["state"] == "success"
@@ -47,7 +47,7 @@ def test_failed_index_named_and_retry_runs_only_it(
             task_id="check",
             namespace=namespace,
             items=["ok-1", "bad", "ok-2"],
-            image="busybox",
+            image="worker",
             cmds=["sh", "-c", 'echo "checking $ITEM"; test "$ITEM" != bad'],
             backoff_limit_per_index=1,
             retries=1,
@@ -77,7 +77,7 @@ def test_max_failed_indexes_fails_fast(run_dag: Any, api_client: Any, namespace:
             task_id="strict",
             namespace=namespace,
             items=["bad", "slow-1", "slow-2"],
-            image="busybox",
+            image="worker",
             cmds=["sh", "-c", script],
             backoff_limit_per_index=0,
             max_failed_indexes=0,
@@ -98,7 +98,7 @@ def test_success_policy_met_while_others_run(run_dag: Any, api_client: Any, name
             task_id="leader",
             namespace=namespace,
             items=["a", "b", "c"],
-            image="busybox",
+            image="worker",
             cmds=["sh", "-c", script],
             success_policy={"rules": [{"succeededIndexes": "0"}]},
             parallelism=3,
@@ -114,7 +114,7 @@ def test_pod_failure_policy_ignore_does_not_count(
     run_dag: Any, api_client: Any, namespace: str, tmp_path: Path
 ) -> None:
     script = "if [ ! -e /out/$ITEM_INDEX ]; then touch /out/$ITEM_INDEX; exit 42; fi; echo done"
-    template = script_template(script, tmp_path, image="busybox")
+    template = script_template(script, tmp_path, image="worker")
     policy = {"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [42]}}]}
     with new_dag("ignore_42") as dag:
         IndexedJobOperator(
@@ -152,7 +152,7 @@ def test_thousand_items_in_one_job(run_dag: Any, api_client: Any, namespace: str
             task_id="thousand",
             namespace=namespace,
             items=items,
-            image="busybox",
+            image="worker",
             cmds=["sh", "-c", 'test "$ITEM" = "item-$(printf %04d $ITEM_INDEX)"'],
             parallelism=100,
         )

@@ -64,7 +64,7 @@ def test_oversize_and_non_json_results_fail_with_the_limit(
         IndexedJobOperator(
             task_id="indexed_big",
             namespace=namespace,
-            image="busybox",
+            image="worker",
             items=["ok", "big"],
             cmds=[
                 "sh",
@@ -121,7 +121,7 @@ def test_indexed_results_merge_over_a_retry_of_a_failed_index(
                     "containers": [
                         {
                             "name": "main",
-                            "image": "busybox",
+                            "image": "worker",
                             "volumeMounts": [{"name": "out", "mountPath": "/out"}],
                         }
                     ],

@@ -76,7 +76,7 @@ def test_retry_after_airflow_failure_keeps_succeeded_jobs(
         op = cls(
             task_id="work",
             namespace=namespace,
-            image="busybox",
+            image="worker",
             retries=1,
             retry_delay=pendulum.duration(seconds=0),
             **params,
