@@ -7,6 +7,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 VENV=$("$ROOT/scripts/setup.sh" | tail -n 1)
 export PATH="$VENV/bin:$PATH"
+# shellcheck source=scripts/node.sh
+source "$ROOT/scripts/node.sh"
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
 export BATCHJOB_CLUSTER_DIR="$CACHE/clusters/demo-$$"
 trap 'python -m localcluster down --dir "$BATCHJOB_CLUSTER_DIR"' EXIT
@@ -14,7 +16,7 @@ trap 'python -m localcluster down --dir "$BATCHJOB_CLUSTER_DIR"' EXIT
 # the node agent; BATCHJOB_NODE=agent chooses the agent.
 node=agent
 if [[ ${BATCHJOB_NODE:-real} == real ]]; then
-  if why=$(python -c 'from localcluster import cluster, realnode; print(realnode.available(cluster.CACHE, cluster.K8S_VERSION) or "")') && [[ -z $why ]]; then
+  if why=$(real_node_why) && [[ -z $why ]]; then
     node=real
   else
     echo "== no real node here ($why): Pods run under the node agent"

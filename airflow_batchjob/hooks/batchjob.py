@@ -15,6 +15,7 @@ and after the last retry how long it tried.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -300,14 +301,12 @@ class BatchJobHook:
 
     def wait_deleted(self, namespace: str, name: str, uid: str, timeout: float = 60) -> None:
         """Block until the Job with this uid is gone, so a Job of the same name can be created."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def gone() -> bool:
             job = self.get_job(namespace, name)
-            if job is None or job["metadata"]["uid"] != uid:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Job {namespace}/{name} still exists {timeout:.0f}s after its deletion")
-            time.sleep(0.2)
+            return job is None or job["metadata"]["uid"] != uid
+
+        _poll(gone, timeout, f"Job {namespace}/{name} still exists {timeout:.0f}s after its deletion")
 
     # -- ConfigMaps and Secrets -----------------------------------------------------------
     def put_configmap(self, namespace: str, body: Obj) -> None:
@@ -345,21 +344,24 @@ class BatchJobHook:
         The garbage collector removes them once their owner is gone; a ConfigMap of the same name
         made before that would be collected under its new Job. One without such an owner stays.
         """
+
+        def collected(name: str) -> bool:
+            try:
+                cm = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+            except ApiException as e:
+                if e.status == 404:
+                    return True
+                raise
+            return not {o.get("uid") for o in cm["metadata"].get("ownerReferences") or []} & owner_uids
+
         deadline = time.monotonic() + timeout
         for name in names:
-            while True:
-                try:
-                    cm = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
-                except ApiException as e:
-                    if e.status == 404:
-                        break
-                    raise
-                owners = {o.get("uid") for o in cm["metadata"].get("ownerReferences") or []}
-                if not owners & owner_uids:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"ConfigMap {namespace}/{name} outlived its Job by {timeout:.0f}s")
-                time.sleep(0.2)
+            left = deadline - time.monotonic()
+            _poll(
+                functools.partial(collected, name),
+                left,
+                f"ConfigMap {namespace}/{name} outlived its Job by {timeout:.0f}s",
+            )
 
     # -- Pods ------------------------------------------------------------------------------
     def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
@@ -377,6 +379,15 @@ class BatchJobHook:
                 return ""
             raise
         return bytes(resp.data).decode(errors="replace")
+
+
+def _poll(done: Callable[[], bool], timeout: float, message: str) -> None:
+    """Call ``done`` every 0.2 s until it is true; ``TimeoutError(message)`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(message)
+        time.sleep(0.2)
 
 
 class _AsyncHook(AsyncKubernetesHook):
