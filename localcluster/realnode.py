@@ -36,6 +36,8 @@ POD_SUBNET = "10.88.0.0/16"
 # The bridge's own address: the Node's InternalIP (the kubelet refuses a loopback node IP, and
 # this VM has no dummy links) and the Pods' gateway to this machine.
 NODE_IP = "10.88.0.1"
+# Small, so a test can make the kubelet rotate a running container's log several times.
+LOG_MAX_BYTES = 1 << 20
 
 
 def node_dir(cache: Path, k8s_version: str) -> Path:
@@ -145,7 +147,9 @@ def _kubelet_config(st: State, d: Path, pki: Path) -> dict[str, object]:
         "imageGCLowThresholdPercent": 99,
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "serializeImagePulls": False,
-        "containerLogMaxSize": "10Mi",
+        "containerLogMaxSize": f"{LOG_MAX_BYTES >> 20}Mi",
+        "containerLogMaxFiles": 5,
+        "containerLogMonitorInterval": "3s",
         "syncFrequency": "5s",
         "nodeStatusUpdateFrequency": "5s",
     }

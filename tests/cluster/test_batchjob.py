@@ -30,7 +30,7 @@ from airflow_batchjob.sensors.job import JobSensor
 from airflow_batchjob.triggers.job import JobTrigger
 from tests.cluster.helpers import jobs_in, new_dag, pods_in, script_template, sleeper
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])

@@ -22,7 +22,7 @@ from airflow_batchjob.sensors.job import JobSensor
 from airflow_batchjob.triggers.job import wait_for_job
 from tests.cluster.helpers import jobs_in, new_dag
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])

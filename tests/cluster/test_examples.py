@@ -14,7 +14,7 @@ from airflow.dag_processing.dagbag import DagBag
 
 from tests.unit.test_example_dags import EXAMPLES, EXPECTED
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))

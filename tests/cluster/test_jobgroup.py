@@ -26,7 +26,7 @@ from tests.cluster.helpers import (
     span_events,
 )
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
 
 def test_three_items_three_jobs(run_dag: Any, api_client: Any, namespace: str) -> None:

@@ -18,7 +18,7 @@ from airflow_batchjob.operators.lifecycle import (
 from airflow_batchjob.sensors.job import JobSensor
 from tests.cluster.helpers import jobs_in, new_dag
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 NAME = "{{ ti.xcom_pull(task_ids='start')['name'] }}"
 
 

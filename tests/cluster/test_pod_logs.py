@@ -21,7 +21,7 @@ from localcluster import cluster as lc
 from tests.cluster.helpers import jobs_in, pods_in
 from tests.cluster.test_batchjob import _airflow
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 LOGS = {"containers": None, "max_streams": 5, "max_lines": 1000, "tail_lines": 50}
 
 

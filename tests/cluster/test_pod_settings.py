@@ -26,7 +26,7 @@ from tests.cluster.helpers import jobs_in, new_dag, pods_in
 
 WORKER_IMAGE = WORKER_NAMES[0]
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
 
 def _report(**values: str) -> str:

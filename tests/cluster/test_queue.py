@@ -17,7 +17,7 @@ from kubernetes import client
 from airflow_batchjob.operators.queue import QueueJobOperator, QueuePrefillOperator
 from tests.cluster.helpers import new_dag, peak, queue_dag, results, span_events, worker_template
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 FRUIT = ["apple", "banana", "cherry", "date", "fig", "grape", "lemon", "melon"]
 # One write per item (O_APPEND keeps small writes whole), then a span line for concurrency.
 RECORD = (

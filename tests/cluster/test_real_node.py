@@ -1,4 +1,5 @@
-"""What only a real node shows: kubelet and containerd, images, PID 1 and SIGTERM (issue 18).
+"""What only a real node shows: kubelet and containerd, images, PID 1 and SIGTERM, the kernel's
+OOM killer, the kubelet's log rotation (issue 18).
 
 Runs when the cluster's node is the real one (``python -m localcluster up --node real``; the
 real-node lane of ``scripts/test.sh``); skipped on the node agent.
@@ -6,6 +7,8 @@ real-node lane of ``scripts/test.sh``); skipped on the node agent.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,11 @@ from kubernetes import client
 import localcluster.cluster as lc
 from airflow_batchjob.operators.indexed import IndexedJobOperator
 from airflow_batchjob.operators.job import BatchJobOperator
-from localcluster import images
+from airflow_batchjob.triggers.job import wait_for_job
+from localcluster import images, realnode
 from tests.cluster.helpers import new_dag, pods_in
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
 
 @pytest.fixture(autouse=True)
@@ -129,3 +133,64 @@ def test_an_image_not_built_here_fails_with_a_real_pull_error(
     out = capfd.readouterr().out
     assert "ErrImagePull" in out or "ImagePullBackOff" in out
     assert "not found" in out  # our registry's 404: the pull never left the machine
+
+
+def test_a_container_over_its_memory_limit_is_oomkilled(
+    run_dag: Any, api_client: Any, namespace: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The kernel kills the container at its cgroup's limit; the task names the reason."""
+    with new_dag("real_oom") as dag:
+        BatchJobOperator(
+            task_id="hungry",
+            namespace=namespace,
+            image=images.WORKER_NAMES[0],
+            cmds=["python3", "-c", "print('allocating', flush=True); x = bytearray(512 * 2**20)"],
+            container_resources={"limits": {"memory": "64Mi"}, "requests": {"memory": "64Mi"}},
+            backoff_limit=0,
+            deferrable=False,
+        )
+    assert run_dag(dag)["hungry"]["state"] == "failed"
+    (pod,) = pods_in(api_client, namespace)
+    term = pod.status.container_statuses[0].state.terminated
+    assert (term.reason, term.exit_code) == ("OOMKilled", 137)
+    out = capfd.readouterr().out
+    assert re.search(r"container main exited 137 \(OOMKilled\)", out), out[-3000:]
+    assert "allocating" in out
+
+
+def test_live_logs_follow_across_the_kubelets_log_rotation(api_client: Any, namespace: str) -> None:
+    """The Pod writes several times the kubelet's ``containerLogMaxSize``; the followed stream
+    crosses each rotation and the task log holds every line, in order."""
+    lines_per_second, seconds, width = 200, 25, 1000
+    total = lines_per_second * seconds
+    assert total * width > 3 * realnode.LOG_MAX_BYTES  # at least three rotations
+    script = (
+        f"pad=$(head -c {width - 12} /dev/zero | tr '\\0' x); i=1; "
+        f"while [ $i -le {total} ]; do echo line-$i-$pad; "
+        f"[ $((i % {lines_per_second // 10})) -eq 0 ] && sleep 0.1; i=$((i+1)); done"
+    )
+    spec = {
+        "restartPolicy": "Never",
+        "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", script]}],
+    }
+    job = client.BatchV1Api(api_client).create_namespaced_job(
+        namespace, {"metadata": {"name": "rotating"}, "spec": {"template": {"spec": spec}}}
+    )
+    lines: list[str] = []
+    logs = {"containers": None, "max_streams": 1, "max_lines": total + 10, "tail_lines": 10}
+    event = asyncio.run(
+        asyncio.wait_for(
+            wait_for_job(
+                namespace=namespace,
+                job_name="rotating",
+                job_uid=job.metadata.uid,
+                progress=lines.append,
+                logs=logs,
+            ),
+            300,
+        )
+    )
+    assert event["job"]["state"] == "succeeded"
+    got = [int(m.group(1)) for x in lines if (m := re.search(r"\] line-(\d+)-", x))]
+    missing = sorted(set(range(1, total + 1)) - set(got))
+    assert not missing and got == sorted(got), (len(got), missing[:20])

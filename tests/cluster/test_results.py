@@ -15,7 +15,7 @@ from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from tests.cluster.helpers import new_dag, queue_dag
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
 WRITE = 'printf "%s" "$0" > "$BATCHJOB_RESULT_FILE"'
 

@@ -25,7 +25,7 @@ from airflow_batchjob.triggers.job import wait_for_job
 from airflow_batchjob.triggers.jobgroup import wait_for_group
 from tests.cluster.helpers import jobs_in, new_dag, script_template, sleeper
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
 
 def _gone(api_client: Any, namespace: str, timeout: float = 60) -> None:

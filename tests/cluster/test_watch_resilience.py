@@ -15,7 +15,7 @@ from airflow_batchjob.triggers.job import wait_for_job
 from localcluster import cluster as lc
 from tests.cluster.helpers import sleeper
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
 
 def test_wait_survives_an_apiserver_restart(local_cluster: lc.State, api_client: Any, namespace: str) -> None:

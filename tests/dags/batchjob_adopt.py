@@ -11,7 +11,9 @@ from airflow_batchjob.operators.jobgroup import JobGroupOperator
 SETTINGS = {
     "namespace": os.environ.get("BATCHJOB_TEST_NAMESPACE", "default"),
     "image": "busybox:1.36",
-    "cmds": ["sh", "-c", "echo started; sleep ${SLEEP_SECONDS:-4}; echo done"],
+    # A shell as PID 1 ignores SIGTERM unless it traps it: without the trap every deleted Pod
+    # would sit out its 30 s grace period on a real node.
+    "cmds": ["sh", "-c", "trap 'exit 143' TERM; echo started; sleep ${SLEEP_SECONDS:-4} & wait; echo done"],
     "env": {"SLEEP_SECONDS": os.environ.get("BATCHJOB_TEST_SLEEP", "4")},
     "deferrable": os.environ.get("BATCHJOB_TEST_DEFERRABLE", "false") == "true",
 }
