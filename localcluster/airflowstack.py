@@ -1,5 +1,7 @@
-"""Airflow's real services around the local cluster: api-server, scheduler, triggerer and
-dag-processor (LocalExecutor, SQLite), each its own process, as a deployment runs them.
+"""Airflow's real services around the local cluster, each its own process, as a deployment runs
+them: api-server, scheduler, triggerer and dag-processor with LocalExecutor on SQLite (the
+default profile), or the production profile ``ha``: PostgreSQL, CeleryExecutor with two Celery
+workers (Redis as broker, an instance of its own: ``haservers.py``) and two triggerers.
 
 ``dag.test()`` and ``airflow tasks test`` run a task, its trigger and its resumption in one
 process, which hides the races between the scheduler, the executor and the triggerer. The demo
@@ -32,8 +34,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from localcluster.haservers import Servers
+
+try:
+    from psycopg2 import Error as DatabaseError
+except ImportError:  # the local profile needs no PostgreSQL driver
+
+    class DatabaseError(Exception):  # type: ignore[no-redef]
+        pass
+
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("api-server", "scheduler", "triggerer", "dag-processor")
+PROFILES = ("local", "ha")
 MISMATCH = re.compile(r"finished with state (\w+), but the task instance's state attribute is (\w+)")
 
 
@@ -44,9 +56,25 @@ def free_port() -> int:
 
 
 class AirflowStack:
-    """The four services on a private ``AIRFLOW_HOME`` (kept on failure for its logs)."""
+    """The services on a private ``AIRFLOW_HOME`` (kept on failure for its logs).
 
-    def __init__(self, dags_folder: Path, env: dict[str, str] | None = None, parallelism: int = 8) -> None:
+    :param profile: ``local`` (LocalExecutor, SQLite, one triggerer) or ``ha`` (PostgreSQL,
+        CeleryExecutor with two workers, two triggerers of ``triggerer_capacity`` triggers each,
+        so that many deferred tasks spread over both).
+    """
+
+    def __init__(
+        self,
+        dags_folder: Path,
+        env: dict[str, str] | None = None,
+        parallelism: int = 8,
+        profile: str = "local",
+        triggerer_capacity: int = 1000,
+    ) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
+        self.profile = profile
+        self.servers = Servers() if profile == "ha" else None
         self.home = Path(tempfile.mkdtemp(prefix="batchjob-airflow-stack-"))
         self.port = free_port()
         self.db = self.home / "airflow.db"
@@ -68,23 +96,67 @@ class AirflowStack:
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
                 "PYTHONPATH": os.pathsep.join([str(ROOT), str(dags_folder)]),
-                **(env or {}),
             }
         )
+        if self.servers:
+            self.env.update(
+                {
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.servers.sql_alchemy_conn,
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CELERY__BROKER_URL": self.servers.celery_broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": self.servers.celery_result_backend,
+                    # Two workers share the executor's slots (each prefork child is a whole Airflow).
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(max(2, parallelism // 2)),
+                    "AIRFLOW__TRIGGERER__CAPACITY": str(triggerer_capacity),
+                    # Failover within seconds, not the default half minute or five minutes.
+                    "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
+                    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+                }
+            )
+        self.env.update(env or {})
+        self.services = self._services()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
+    def _services(self) -> dict[str, list[str]]:
+        """Each service's command line, by name."""
+        if self.profile == "local":
+            return {svc: [svc] for svc in ("api-server", "scheduler", "triggerer", "dag-processor")}
+        services = {svc: [svc] for svc in ("api-server", "scheduler", "dag-processor")}
+        for i in (1, 2):
+            # Two of each on one machine: no log servers (their ports would clash), own pid files.
+            services[f"triggerer-{i}"] = ["triggerer", "--skip-serve-logs"]
+            services[f"celery-worker-{i}"] = [
+                "celery", "worker", "--skip-serve-logs", "--celery-hostname", f"worker{i}@%h",
+                "--pid", str(self.home / f"celery-worker-{i}.pid"),
+            ]  # fmt: skip
+        return services
+
+    def start_service(self, name: str) -> None:
+        with open(self.home / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [self.airflow, *self.services[name]],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def signal_service(self, name: str, sig: signal.Signals, timeout: float = 60) -> None:
+        """Send ``sig`` to the service's process group and wait until it has exited."""
+        proc = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=timeout)
+        with contextlib.suppress(ProcessLookupError):  # children left by a SIGKILLed parent
+            os.killpg(proc.pid, signal.SIGKILL)
+
     def __enter__(self) -> AirflowStack:
-        self.run("db", "migrate")
         try:
-            for svc in SERVICES:
-                with open(self.home / f"{svc}.log", "wb") as log:
-                    self.procs[svc] = subprocess.Popen(
-                        [self.airflow, svc],
-                        env=self.env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
+            if self.servers:
+                self.servers.start()
+            self.run("db", "migrate")
+            for name in self.services:
+                self.start_service(name)
             deadline = time.monotonic() + 120
             while True:
                 try:
@@ -116,21 +188,34 @@ class AirflowStack:
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         self.procs.clear()
+        if self.servers:
+            self.servers.stop()
 
     def run(self, *args: str) -> None:
         subprocess.run([self.airflow, *args], env=self.env, check=True, stdout=subprocess.DEVNULL)
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.db) as conn:
-            return list(conn.execute(sql, params))
+        """Rows of the metadata database (``?`` placeholders in either profile)."""
+        if not self.servers:
+            with sqlite3.connect(self.db) as conn:
+                return list(conn.execute(sql, params))
+        import psycopg2
+
+        conn = psycopg2.connect(self.servers.sql_alchemy_conn.replace("+psycopg2", ""))
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(sql.replace("?", "%s"), params)
+                return list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
 
     def wait_parsed(self, dag_ids: list[str], timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                have = {r[0] for r in self.query("select dag_id from dag where is_stale = 0")}
+                have = {r[0] for r in self.query("select dag_id from dag where not is_stale")}
                 errors = self.query("select filename, stacktrace from import_error")
-            except sqlite3.Error:
+            except (sqlite3.Error, DatabaseError):
                 have, errors = set(), []
             if errors:
                 raise RuntimeError(f"DAGs failed to import: {errors}")
@@ -185,7 +270,7 @@ class AirflowStack:
         for log in sorted((self.home / "logs" / f"dag_id={dag_id}").rglob("attempt=*.log"))[-8:]:
             tail = log.read_text(errors="replace").splitlines()[-lines:]
             out += [f"--- {log.relative_to(self.home)}", *tail]
-        for svc in ("scheduler", "triggerer"):
+        for svc in [n for n in self.services if n == "scheduler" or n.startswith("triggerer")]:
             out += [f"--- {svc}.log", *self.log(svc).splitlines()[-lines:]]
         return "\n".join(out)
 
@@ -194,5 +279,6 @@ class AirflowStack:
         return [line for line in self.log("scheduler").splitlines() if MISMATCH.search(line)]
 
 
-def _ts(value: str) -> float:
-    return dt.datetime.fromisoformat(value).timestamp()
+def _ts(value: str | dt.datetime) -> float:
+    """SQLite gives dates as text, PostgreSQL as datetimes."""
+    return (value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)).timestamp()

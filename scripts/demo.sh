@@ -2,6 +2,8 @@
 # The demo on a fresh machine: installs and builds what it needs (scripts/setup.sh), starts the
 # local cluster and brokers, runs smoke Jobs and then every example DAG end to end through a real
 # Airflow (api-server, scheduler, triggerer, dag-processor), and stops everything it started.
+# `scripts/demo.sh --profile ha` runs the DAGs on the production profile (PostgreSQL, Celery with
+# two workers, two triggerers) instead of LocalExecutor on SQLite.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -35,4 +37,4 @@ source "$BATCHJOB_CLUSTER_DIR/cluster.env"
 echo "== smoke Jobs (plain kubernetes client)"
 python -m localcluster.smoke
 echo "== example DAGs through Airflow's scheduler and triggerer"
-python -m localcluster.demo
+python -m localcluster.demo "$@"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install and build everything the demo and the tests need; idempotent and cached.
 #   - Debian packages: redis-server, rabbitmq-server, util-linux (unshare), openssl, libmath-bigint-perl,
-#     runc, debootstrap
-#   - a virtualenv keyed by the hash of pyproject.toml under ~/.cache/airflow-batchjob
+#     runc, debootstrap, postgresql
+#   - a virtualenv keyed by the hash of pyproject.toml's dependency lists under ~/.cache/airflow-batchjob
 #   - the local cluster's Go binaries (localcluster/build.sh, build_node.sh; cached by version)
 # Prints the venv path on its last line so callers can `VENV=$(scripts/setup.sh | tail -1)`.
 set -euo pipefail
@@ -22,6 +22,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 # The real node (localcluster/realnode.py): runc for containerd, debootstrap for the worker image.
 command -v runc >/dev/null || need_apt+=(runc)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+# The production profile of the Airflow stack (localcluster/haservers.py): Airflow's database.
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_apt+=(postgresql)
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
@@ -37,7 +39,11 @@ fi
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-KEY=$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-12)
+# Keyed by what pip installs (the dependency lists), not by the whole file: a new pytest marker
+# must not rebuild the virtualenv.
+KEY=$($PY -c 'import json, sys, tomllib; p = tomllib.load(open(sys.argv[1], "rb"))["project"]
+print(json.dumps([p["dependencies"], p.get("optional-dependencies", {})], sort_keys=True))' \
+  "$ROOT/pyproject.toml" | sha256sum | cut -c1-12)
 VENV=$CACHE/venv-$($PY -c 'import sys; print("py%d%d" % sys.version_info[:2])')-$KEY
 if [[ ! -f $VENV/.complete ]]; then
   log "creating $VENV (pip install .[dev])"

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +159,23 @@ def run_dag(airflow_db: Path, local_cluster: lc.State):  # type: ignore[no-untyp
         return out
 
     return run
+
+
+# Fault tests (tests/faults, tests/stack) report what they injected and what it cost (kills,
+# items lost, duplicates, hand-over times) at the end of the run.
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def fault_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    def add(line: str) -> None:
+        _FIGURES.append(f"{request.node.name}: {line}")
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _FIGURES:
+        terminalreporter.section("fault injection figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)

@@ -20,7 +20,7 @@ from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from airflow_batchjob.sensors.job import JobSensor
 from airflow_batchjob.triggers.job import wait_for_job
-from tests.cluster.helpers import jobs_in, new_dag
+from tests.cluster.helpers import jobs_in, new_dag, pods_in
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
@@ -240,6 +240,15 @@ def test_sensor_explains_why_the_job_it_waits_on_does_not_run(
             },
         },
     )
+    # The pull has failed before the sensor starts, so its 15 s cannot run out first on a loaded machine.
+    deadline = time.monotonic() + 120
+    while not any(
+        cs.state.waiting and cs.state.waiting.reason in ("ErrImagePull", "ImagePullBackOff")
+        for p in pods_in(api_client, namespace)
+        for cs in p.status.container_statuses or []
+    ):
+        assert time.monotonic() < deadline, "the Pod never reported its pull error"
+        time.sleep(0.5)
     with new_dag("sensor_diag") as dag:
         JobSensor(task_id="wait", namespace=namespace, job_name="external", timeout=15)
     result = run_dag(dag)["wait"]

@@ -100,7 +100,8 @@ def test_worker_image_runs_the_indexed_worker(run_dag: Any, api_client: Any, nam
     assert [r["result"] for r in out["xcom"]["return_value"]["items"]] == [4, 9]
     pods = pods_in(api_client, namespace)
     assert {p.spec.containers[0].image for p in pods} == {images.WORKER_NAMES[0]}
-    assert all(p.status.container_statuses[0].image_id.startswith("sha256:") for p in pods)
+    # By content digest: "sha256:..." when imported, "<repository>@sha256:..." when pulled.
+    assert all(re.search(r"sha256:[0-9a-f]{64}$", p.status.container_statuses[0].image_id) for p in pods)
 
 
 def test_untagged_images_are_pulled_from_the_local_registry(

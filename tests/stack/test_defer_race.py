@@ -59,17 +59,22 @@ def test_short_deferred_jobs_never_lose_a_try(api_client: Any, stack_ns: tuple[A
             "select task_id, try_number from task_instance where dag_id = 'defer_race'"
         )
     )
-    deferred = sum(
-        "Pausing task as DEFERRED" in p.read_text(errors="replace")
+    deferred = Counter(
+        p.parent.name if p.parent.name.startswith("task_id=") else p.parent.parent.name
         for p in (stack.home / "logs" / "dag_id=defer_race").rglob("attempt=*.log")
+        if "Pausing task as DEFERRED" in p.read_text(errors="replace")
     )
     failed = {r: v for r, v in results.items() if v[0] != "success"}
     assert not mismatches, f"the scheduler failed tries behind their back: {mismatches[:5]}"
     assert not failed, f"runs did not succeed: {failed}; logs in {stack.home}"
     assert all(t == 1 for (_, t) in tries), f"some tasks needed a second try: {sorted(tries.items())}"
-    # Every deferring task did defer (the race was really offered): 6 plain + group + indexed +
-    # 2 queues + sensed + sensor per run; in_worker never defers.
-    assert deferred >= RUNS * 12, f"only {deferred} task tries deferred"
+    # Every operator told to defer at once did (the race was really offered): 6 plain + group +
+    # indexed + 2 queues + sensed per run; in_worker never defers. The sensor defers only when its
+    # Job is not complete at its first look, which a loaded machine can reverse: not counted.
+    operators = {"task_id=plain": 6, "task_id=group": 1, "task_id=indexed": 1, "task_id=queue_redis": 1}
+    operators |= {"task_id=queue_rabbitmq": 1, "task_id=sensed": 1}
+    want = {task: RUNS * n for task, n in operators.items()}
+    assert {t: deferred[t] for t in want} == want, f"task tries that deferred: {deferred}"
     jobs = jobs_in(api_client, namespace, f"{naming.LABEL_DAG}=defer_race")
     per_try = Counter(j.metadata.labels.get(naming.LABEL_TRY) for j in jobs)
     assert len(jobs) == RUNS * JOBS_PER_RUN, json.dumps(sorted(j.metadata.name for j in jobs))

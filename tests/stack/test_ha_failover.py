@@ -1,0 +1,193 @@
+"""Failover on the production profile: PostgreSQL, CeleryExecutor with two workers, two triggerers.
+
+When a triggerer dies, Airflow hands its triggers to the other once its heartbeat is older than
+``[triggerer] triggerer_health_check_threshold``; the other rebuilds each trigger from its
+serialised kwargs. Nothing here imitates that: the triggerers, the scheduler and the Celery
+workers are Airflow's own processes (``localcluster/airflowstack.py``, profile ``ha``), and the
+damage is counted on the cluster: Jobs created (and by which try), Jobs deleted, watches held.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from airflow_batchjob.core import naming
+from localcluster import cluster as lc
+from localcluster.airflowstack import AirflowStack
+from tests.cluster.helpers import jobs_in
+
+pytestmark = pytest.mark.cluster
+
+DAGS = Path(__file__).parent / "dags"
+DEFERRED = 44 + 6  # plain (mapped), group, indexed, two queues, sensed, sensor
+JOBS = 44 + 3 + 1 + 1 + 1 + 1  # plain, the group's items, indexed, two queues, sensed
+CAPACITY = 30  # per triggerer: 50 triggers cannot all sit on one
+
+
+@pytest.fixture(scope="module")
+def ha(local_cluster: lc.State, api_client: Any) -> Iterator[tuple[AirflowStack, str]]:
+    """The production profile, once for this module, with a namespace of its own."""
+    core = client.CoreV1Api(api_client)
+    namespace = f"h-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    lc.grant(local_cluster, namespace)
+    env = {"BATCHJOB_TEST_NAMESPACE": namespace}
+    with AirflowStack(DAGS, env=env, profile="ha", parallelism=32, triggerer_capacity=CAPACITY) as stack:
+        stack.wait_parsed(["ha_failover", "ha_in_worker"])
+        yield stack, namespace
+    core.delete_namespace(namespace, propagation_policy="Background")
+
+
+def _job_watches(state: lc.State) -> int:
+    """Namespaced Job watches open on the apiserver now (the controllers watch cluster-wide)."""
+    want = ('resource="jobs"', 'scope="namespace"', 'verb="WATCH"')
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in lc.api_get(state, "/metrics").decode().splitlines()
+        if line.startswith("apiserver_longrunning_requests{") and all(w in line for w in want)
+    )
+
+
+def _deferred(stack: AirflowStack, run_id: str) -> int:
+    sql = "select count(*) from task_instance where dag_id = 'ha_failover' and run_id = ? and state = ?"
+    return int(stack.query(sql, run_id, "deferred")[0][0])
+
+
+def _per_triggerer(stack: AirflowStack) -> dict[Any, int]:
+    """Assigned triggers, by the id of the triggerer's job row."""
+    return dict(
+        stack.query("select triggerer_id, count(*) from trigger where triggerer_id is not null group by 1")
+    )
+
+
+def _wait_all_deferred(stack: AirflowStack, run_id: str, timeout: float = 300) -> dict[Any, int]:
+    """Until every deferring task of the run is deferred and assigned; then the triggers per triggerer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        deferred, per_triggerer = _deferred(stack, run_id), _per_triggerer(stack)
+        if deferred == DEFERRED and sum(per_triggerer.values()) >= DEFERRED:
+            return per_triggerer
+        assert time.monotonic() < deadline, (deferred, per_triggerer, stack.diagnose("ha_failover"))
+        time.sleep(1)
+
+
+def _check_run(api_client: Any, stack: AirflowStack, namespace: str, run_id: str) -> int:
+    """The run succeeded, every task in one try, every Job made once and none deleted; its Jobs."""
+    state, tasks, _ = stack.wait_runs(["ha_failover"], run_id, timeout=900)["ha_failover"]
+    assert state == "success", f"{tasks}\n{stack.diagnose('ha_failover')}"
+    tries = Counter(
+        t
+        for (t,) in stack.query(
+            "select try_number from task_instance where dag_id = 'ha_failover' and run_id = ?", run_id
+        )
+    )
+    assert tries == {1: DEFERRED + 2}, f"tasks needed another try: {tries}"
+    selector = f"{naming.LABEL_DAG}=ha_failover,{naming.LABEL_RUN}={naming.sanitize_label_value(run_id)}"
+    jobs = jobs_in(api_client, namespace, selector)
+    # Every Job is still there (none deleted by a stopping or dying triggerer), made once, by try 1.
+    assert len(jobs) == JOBS, sorted(j.metadata.name for j in jobs)
+    assert all(j.metadata.labels.get(naming.LABEL_TRY) == "1" for j in jobs)
+    assert all(j.metadata.deletion_timestamp is None for j in jobs)
+    return len(jobs)
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_a_triggerer_stops_and_the_other_takes_its_triggers(
+    local_cluster: lc.State,
+    api_client: Any,
+    ha: tuple[AirflowStack, str],
+    sig: signal.Signals,
+    fault_report: Callable[[str], None],
+) -> None:
+    stack, namespace = ha
+    run_id = f"failover-{sig.name.lower()}"
+    stack.trigger("ha_failover", run_id)
+    per_triggerer = _wait_all_deferred(stack, run_id)
+    assert len(per_triggerer) == 2, f"the triggers did not spread over both triggerers: {per_triggerer}"
+    assert _job_watches(local_cluster) == 2, "each triggerer should hold one Job watch for the namespace"
+    stack.signal_service("triggerer-1", sig)
+    stopped = time.monotonic()
+    try:
+        # The survivor adopts every trigger: all of them end up on one triggerer.
+        deadline = time.monotonic() + 120
+        while True:
+            left, open_tis = _per_triggerer(stack), _deferred(stack, run_id)
+            if len(left) == 1 and sum(left.values()) == open_tis:
+                handover = time.monotonic() - stopped
+                break
+            assert time.monotonic() < deadline, f"triggers not handed over: {left}, {open_tis} deferred"
+            time.sleep(1)
+        if open_tis:
+            assert _job_watches(local_cluster) == 1, "the survivor should hold exactly one Job watch"
+        jobs = _check_run(api_client, stack, namespace, run_id)
+        split = "/".join(str(n) for n in sorted(per_triggerer.values(), reverse=True))
+        fault_report(
+            f"{DEFERRED} deferred tasks, triggers {split} over 2 triggerers; {sig.name} to one; "
+            f"{open_tis} triggers on the survivor after {handover:.0f} s (threshold 10 s); "
+            f"Job watches 2 -> {1 if open_tis else 0}; {jobs} Jobs, each made once by try 1, 0 deleted, "
+            "0 tasks retried"
+        )
+    finally:
+        stack.start_service("triggerer-1")
+
+
+def _service_running(stack: AirflowStack, pid: int) -> str:
+    """The service whose process tree holds ``pid``."""
+    tops = {proc.pid: name for name, proc in stack.procs.items()}
+    while pid > 1:
+        if pid in tops:
+            return tops[pid]
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    raise AssertionError("the task's process is not under any service of the stack")
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_celery_worker_leaves_its_job_to_the_retry_which_adopts_it(
+    api_client: Any, ha: tuple[AirflowStack, str], fault_report: Callable[[str], None]
+) -> None:
+    stack, namespace = ha
+    run_id = "worker-killed"
+    stack.trigger("ha_in_worker", run_id)
+    selector = naming.task_selector("ha_in_worker", "waits", run_id)
+    deadline = time.monotonic() + 180
+    while True:
+        rows = stack.query(
+            "select pid from task_instance where dag_id = 'ha_in_worker' and run_id = ? and state = ?",
+            run_id,
+            "running",
+        )
+        jobs = jobs_in(api_client, namespace, selector)
+        if rows and rows[0][0] and jobs and (jobs[0].status.active or 0) > 0:
+            break
+        assert time.monotonic() < deadline, stack.diagnose("ha_in_worker")
+        time.sleep(0.5)
+    worker = _service_running(stack, int(rows[0][0]))
+    assert worker.startswith("celery-worker-"), worker
+    stack.signal_service(worker, signal.SIGKILL)
+    killed = time.monotonic()
+    stack.start_service(worker)
+    state, tasks, _ = stack.wait_runs(["ha_in_worker"], run_id, timeout=600)["ha_in_worker"]
+    assert state == "success", f"{tasks}\n{stack.diagnose('ha_in_worker')}"
+    ((try_number,),) = stack.query(
+        "select try_number from task_instance where dag_id = 'ha_in_worker' and run_id = ?", run_id
+    )
+    assert try_number == 2, "the killed try should have been failed by the scheduler and retried"
+    (job,) = jobs_in(api_client, namespace, selector)
+    assert job.metadata.uid == jobs[0].metadata.uid, "the retry replaced the Job instead of adopting it"
+    logs = sorted((stack.home / "logs" / "dag_id=ha_in_worker").rglob("attempt=2.log"))
+    assert logs and "adopting Job" in logs[0].read_text(errors="replace")
+    fault_report(
+        f"SIGKILL to the Celery worker running a deferrable=False wait ({worker}); try 2 adopted the "
+        f"same Job (1 Job in all), run succeeded {time.monotonic() - killed:.0f} s after the kill "
+        "(task_instance_heartbeat_timeout 30 s)"
+    )
