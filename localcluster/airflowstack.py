@@ -92,6 +92,8 @@ class AirflowStack:
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                # A test stack: every caller is admin, and the API hands out tokens without a login.
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
@@ -254,6 +256,20 @@ class AirflowStack:
         for dag_id in dag_ids:
             results.setdefault(dag_id, ("timeout", "", float("nan")))
         return results
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Call the REST API (``/api/v2/...``) as an admin; the decoded JSON answer."""
+        base = f"http://127.0.0.1:{self.port}"
+        with urllib.request.urlopen(f"{base}/auth/token", timeout=30) as r:
+            token = json.load(r)["access_token"]
+        req = urllib.request.Request(
+            f"{base}{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.load(r)
 
     def log(self, service: str) -> str:
         return (self.home / f"{service}.log").read_text(errors="replace")

@@ -23,7 +23,7 @@ from kubernetes import client
 from airflow_batchjob.core import naming
 from localcluster import cluster as lc
 from localcluster.airflowstack import AirflowStack
-from tests.cluster.helpers import jobs_in
+from tests.cluster.helpers import jobs_in, pods_in
 
 pytestmark = pytest.mark.cluster
 
@@ -80,8 +80,11 @@ def _wait_all_deferred(stack: AirflowStack, run_id: str, timeout: float = 300) -
         time.sleep(1)
 
 
-def _check_run(api_client: Any, stack: AirflowStack, namespace: str, run_id: str) -> int:
-    """The run succeeded, every task in one try, every Job made once and none deleted; its Jobs."""
+def _check_run(
+    api_client: Any, stack: AirflowStack, namespace: str, run_id: str, one_try: bool = True
+) -> tuple[int, Counter[int]]:
+    """The run succeeded, every Job made once (by try 1) and none deleted, and with ``one_try``
+    every task ran in one try; the number of Jobs and the tasks per try number."""
     state, tasks, _ = stack.wait_runs(["ha_failover"], run_id, timeout=900)["ha_failover"]
     assert state == "success", f"{tasks}\n{stack.diagnose('ha_failover')}"
     tries = Counter(
@@ -90,14 +93,15 @@ def _check_run(api_client: Any, stack: AirflowStack, namespace: str, run_id: str
             "select try_number from task_instance where dag_id = 'ha_failover' and run_id = ?", run_id
         )
     )
-    assert tries == {1: DEFERRED + 2}, f"tasks needed another try: {tries}"
+    assert sum(tries.values()) == DEFERRED + 2
+    assert not one_try or tries == {1: DEFERRED + 2}, f"tasks needed another try: {tries}"
     selector = f"{naming.LABEL_DAG}=ha_failover,{naming.LABEL_RUN}={naming.sanitize_label_value(run_id)}"
     jobs = jobs_in(api_client, namespace, selector)
     # Every Job is still there (none deleted by a stopping or dying triggerer), made once, by try 1.
     assert len(jobs) == JOBS, sorted(j.metadata.name for j in jobs)
     assert all(j.metadata.labels.get(naming.LABEL_TRY) == "1" for j in jobs)
     assert all(j.metadata.deletion_timestamp is None for j in jobs)
-    return len(jobs)
+    return len(jobs), tries
 
 
 @pytest.mark.timeout(1200)
@@ -129,7 +133,7 @@ def test_a_triggerer_stops_and_the_other_takes_its_triggers(
             time.sleep(1)
         if open_tis:
             assert _job_watches(local_cluster) == 1, "the survivor should hold exactly one Job watch"
-        jobs = _check_run(api_client, stack, namespace, run_id)
+        jobs, _ = _check_run(api_client, stack, namespace, run_id)
         split = "/".join(str(n) for n in sorted(per_triggerer.values(), reverse=True))
         fault_report(
             f"{DEFERRED} deferred tasks, triggers {split} over 2 triggerers; {sig.name} to one; "
@@ -190,4 +194,64 @@ def test_a_killed_celery_worker_leaves_its_job_to_the_retry_which_adopts_it(
         f"SIGKILL to the Celery worker running a deferrable=False wait ({worker}); try 2 adopted the "
         f"same Job (1 Job in all), run succeeded {time.monotonic() - killed:.0f} s after the kill "
         "(task_instance_heartbeat_timeout 30 s)"
+    )
+
+
+@pytest.mark.timeout(900)
+def test_a_scheduler_killed_mid_run_duplicates_nothing(
+    api_client: Any, ha: tuple[AirflowStack, str], fault_report: Callable[[str], None]
+) -> None:
+    """SIGKILL the scheduler while the run's tasks are partly queued, partly running, partly
+    deferred; a new scheduler adopts or resets them. Retried tasks adopt their Jobs."""
+    stack, namespace = ha
+    run_id = "scheduler-killed"
+    stack.trigger("ha_failover", run_id)
+    deadline = time.monotonic() + 300
+    while (deferred := _deferred(stack, run_id)) < 10:
+        assert time.monotonic() < deadline, stack.diagnose("ha_failover")
+        time.sleep(0.5)
+    stack.signal_service("scheduler", signal.SIGKILL)
+    stack.start_service("scheduler")
+    jobs, tries = _check_run(api_client, stack, namespace, run_id, one_try=False)
+    fault_report(
+        f"SIGKILL to the scheduler with {deferred} of {DEFERRED} tasks deferred, then a new one; "
+        f"{jobs} Jobs, each made once, 0 deleted; task tries {dict(sorted(tries.items()))}"
+    )
+
+
+@pytest.mark.timeout(600)
+def test_a_deferred_task_marked_failed_deletes_its_job_once(
+    api_client: Any, ha: tuple[AirflowStack, str], fault_report: Callable[[str], None]
+) -> None:
+    """The user's kill of a deferred task, through the REST API: the trigger's on_kill deletes
+    its Job (and Pods) once, whichever triggerer holds it."""
+    stack, namespace = ha
+    run_id = "marked-failed"
+    stack.trigger("ha_kill", run_id)
+    selector = naming.task_selector("ha_kill", "killed", run_id)
+    deadline = time.monotonic() + 300
+    while True:
+        jobs = jobs_in(api_client, namespace, selector)
+        held = stack.query(
+            "select t.triggerer_id from task_instance ti join trigger t on ti.trigger_id = t.id "
+            "where ti.dag_id = 'ha_kill' and ti.run_id = ? and ti.state = ?",
+            run_id,
+            "deferred",
+        )
+        if jobs and (jobs[0].status.active or 0) > 0 and held and held[0][0] is not None:
+            break
+        assert time.monotonic() < deadline, stack.diagnose("ha_kill")
+        time.sleep(0.5)
+    stack.api("PATCH", f"/api/v2/dags/ha_kill/dagRuns/{run_id}/taskInstances/killed", {"new_state": "failed"})
+    marked = time.monotonic()
+    deadline = marked + 120
+    while jobs_in(api_client, namespace, selector) or pods_in(api_client, namespace, selector):
+        assert time.monotonic() < deadline, f"the Job outlived the kill\n{stack.diagnose('ha_kill')}"
+        time.sleep(0.5)
+    gone = time.monotonic() - marked
+    logs = (stack.home / "logs" / "dag_id=ha_kill").rglob("*.log*")
+    deletions = sum(p.read_text(errors="replace").count("because the task was killed") for p in logs)
+    assert deletions == 1, f"the Job was deleted {deletions} times\n{stack.diagnose('ha_kill')}"
+    fault_report(
+        f"deferred task marked failed through the API: its Job and Pods gone {gone:.0f} s later, 1 delete"
     )

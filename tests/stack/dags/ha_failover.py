@@ -79,3 +79,12 @@ with DAG(
 ):
     # Waits in the Celery worker (never defers): a killed worker leaves it to the retry.
     BatchJobOperator(task_id="waits", cmds=["sleep", "90"], deferrable=False, **DEFER)
+
+with DAG(
+    "ha_kill",
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+):
+    # Deferred until the user marks it failed: its trigger's on_kill deletes the Job.
+    BatchJobOperator(task_id="killed", cmds=["sleep", "600"], **DEFER)
