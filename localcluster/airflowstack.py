@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from localcluster.haservers import Servers
+from localcluster.haservers import Servers, stop_groups
 
 try:
     from psycopg2 import Error as DatabaseError
@@ -179,16 +179,7 @@ class AirflowStack:
         self.stop()
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_groups(self.procs.values(), timeout=20)
         self.procs.clear()
         if self.servers:
             self.servers.stop()

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -150,14 +151,22 @@ class Servers:
         _wait_port(self.redis_port, "redis-server (Celery's broker)", proc, log)
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)  # PostgreSQL: a "smart" shutdown is SIGTERM
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_groups(self.procs, timeout=30)  # PostgreSQL: SIGTERM is its "smart" shutdown
         self.procs.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stop_groups(procs: Iterable[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM each process's group (started with ``start_new_session``), then SIGKILL the
+    groups of those still running after ``timeout`` seconds."""
+    procs = list(procs)
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()

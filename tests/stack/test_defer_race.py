@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from airflow_batchjob.core import naming
 from localcluster import cluster as lc
 from localcluster.airflowstack import AirflowStack
 from tests.cluster.helpers import jobs_in
+from tests.stack.helpers import own_namespace
 
 pytestmark = pytest.mark.cluster
 
@@ -36,14 +36,12 @@ JOBS_PER_RUN = 6 + 3 + 1 + 1 + 1 + 1 + 1  # plain (mapped), group items, indexed
 @pytest.fixture(scope="module")
 def stack_ns(local_cluster: lc.State, api_client: Any) -> Iterator[tuple[AirflowStack, str]]:
     """The real services, once for this module, with a namespace of their own."""
-    core = client.CoreV1Api(api_client)
-    namespace = f"s-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": namespace}})
-    lc.grant(local_cluster, namespace)
-    with AirflowStack(DAGS, env={"BATCHJOB_TEST_NAMESPACE": namespace}) as stack:
+    with (
+        own_namespace(local_cluster, api_client, "s") as namespace,
+        AirflowStack(DAGS, env={"BATCHJOB_TEST_NAMESPACE": namespace}) as stack,
+    ):
         stack.wait_parsed(["defer_race", "clear_rerun"])
         yield stack, namespace
-    core.delete_namespace(namespace, propagation_policy="Background")
 
 
 def test_short_deferred_jobs_never_lose_a_try(api_client: Any, stack_ns: tuple[AirflowStack, str]) -> None:

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from airflow_batchjob.core import naming
 from localcluster import cluster as lc
 from localcluster.airflowstack import AirflowStack
 from tests.cluster.helpers import jobs_in, pods_in
+from tests.stack.helpers import own_namespace
 
 pytestmark = pytest.mark.cluster
 
@@ -36,15 +35,11 @@ CAPACITY = 30  # per triggerer: 50 triggers cannot all sit on one
 @pytest.fixture(scope="module")
 def ha(local_cluster: lc.State, api_client: Any) -> Iterator[tuple[AirflowStack, str]]:
     """The production profile, once for this module, with a namespace of its own."""
-    core = client.CoreV1Api(api_client)
-    namespace = f"h-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": namespace}})
-    lc.grant(local_cluster, namespace)
-    env = {"BATCHJOB_TEST_NAMESPACE": namespace}
-    with AirflowStack(DAGS, env=env, profile="ha", parallelism=32, triggerer_capacity=CAPACITY) as stack:
-        stack.wait_parsed(["ha_failover", "ha_in_worker"])
-        yield stack, namespace
-    core.delete_namespace(namespace, propagation_policy="Background")
+    with own_namespace(local_cluster, api_client, "h") as namespace:
+        env = {"BATCHJOB_TEST_NAMESPACE": namespace}
+        with AirflowStack(DAGS, env=env, profile="ha", parallelism=32, triggerer_capacity=CAPACITY) as stack:
+            stack.wait_parsed(["ha_failover", "ha_in_worker", "ha_kill"])
+            yield stack, namespace
 
 
 def _job_watches(state: lc.State) -> int:
