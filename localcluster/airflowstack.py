@@ -23,7 +23,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from localcluster.cluster import free_port
 from localcluster.haservers import Servers, stop_groups
 
 try:
@@ -47,12 +47,6 @@ except ImportError:  # the local profile needs no PostgreSQL driver
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("local", "ha")
 MISMATCH = re.compile(r"finished with state (\w+), but the task instance's state attribute is (\w+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class AirflowStack:
@@ -122,7 +116,12 @@ class AirflowStack:
     def _services(self) -> dict[str, list[str]]:
         """Each service's command line, by name."""
         if self.profile == "local":
-            return {svc: [svc] for svc in ("api-server", "scheduler", "triggerer", "dag-processor")}
+            # One API worker: a one-machine stack, and Airflow 3.0's four did not start within two
+            # minutes on a busy 2-core machine (each loads the whole app).
+            return {
+                "api-server": ["api-server", "--workers", "1"],
+                **{svc: [svc] for svc in ("scheduler", "triggerer", "dag-processor")},
+            }
         services = {svc: [svc] for svc in ("api-server", "scheduler", "dag-processor")}
         for i in (1, 2):
             # Two of each on one machine: no log servers (their ports would clash), own pid files.
@@ -194,7 +193,7 @@ class AirflowStack:
                 return list(conn.execute(sql, params))
         import psycopg2
 
-        conn = psycopg2.connect(self.servers.sql_alchemy_conn.replace("+psycopg2", ""))
+        conn = psycopg2.connect(self.servers.dsn())
         try:
             with conn, conn.cursor() as cur:
                 cur.execute(sql.replace("?", "%s"), params)

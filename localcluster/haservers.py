@@ -22,11 +22,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from localcluster.cluster import free_port
 
 
 def bindir() -> Path:
@@ -50,17 +46,21 @@ def _wait_port(port: int, what: str, proc: subprocess.Popen[bytes], log: Path, t
 
 
 class Servers:
-    """PostgreSQL and Redis for one stack. ``start()`` returns the URLs Airflow is configured with."""
+    """PostgreSQL and Redis for one stack; the properties are the URLs Airflow is configured with."""
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="batchjob-ha-"))
         self.password = secrets.token_hex(16)
-        self.pg_port, self.redis_port = _free_port(), _free_port()
+        self.pg_port, self.redis_port = free_port(), free_port()
         self.procs: list[subprocess.Popen[bytes]] = []
+
+    def dsn(self, dbname: str = "airflow") -> str:
+        """A libpq URL of the server's ``airflow`` role (psycopg2 takes it as it is)."""
+        return f"postgresql://airflow:{self.password}@127.0.0.1:{self.pg_port}/{dbname}"
 
     @property
     def sql_alchemy_conn(self) -> str:
-        return f"postgresql+psycopg2://airflow:{self.password}@127.0.0.1:{self.pg_port}/airflow"
+        return self.dsn().replace("postgresql://", "postgresql+psycopg2://", 1)
 
     @property
     def celery_broker_url(self) -> str:
@@ -68,7 +68,7 @@ class Servers:
 
     @property
     def celery_result_backend(self) -> str:
-        return f"db+postgresql+psycopg2://airflow:{self.password}@127.0.0.1:{self.pg_port}/airflow"
+        return f"db+{self.sql_alchemy_conn}"
 
     def start(self) -> None:
         try:
@@ -117,13 +117,7 @@ class Servers:
         deadline = time.monotonic() + 30
         while True:
             try:
-                conn = psycopg2.connect(
-                    host="127.0.0.1",
-                    port=self.pg_port,
-                    user="airflow",
-                    password=self.password,
-                    dbname="postgres",
-                )
+                conn = psycopg2.connect(self.dsn("postgres"))
                 break
             except psycopg2.OperationalError:  # listening before it accepts logins
                 if time.monotonic() > deadline:

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -25,6 +25,7 @@ from tests.cluster.helpers import jobs_in, pods_in
 from tests.stack.helpers import own_namespace
 
 pytestmark = pytest.mark.cluster
+T = TypeVar("T")
 
 DAGS = Path(__file__).parent / "dags"
 DEFERRED = 44 + 6  # plain (mapped), group, indexed, two queues, sensed, sensor
@@ -62,6 +63,15 @@ def _per_triggerer(stack: AirflowStack) -> dict[Any, int]:
     return dict(
         stack.query("select triggerer_id, count(*) from trigger where triggerer_id is not null group by 1")
     )
+
+
+def _until(stack: AirflowStack, dag_id: str, check: Callable[[], T], timeout: float) -> T:
+    """Poll ``check`` until it gives a true value; on timeout fail with the DAG's task states and logs."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, stack.diagnose(dag_id)
+        time.sleep(0.5)
+    return found
 
 
 def _wait_all_deferred(stack: AirflowStack, run_id: str, timeout: float = 300) -> dict[Any, int]:
@@ -158,8 +168,9 @@ def test_a_killed_celery_worker_leaves_its_job_to_the_retry_which_adopts_it(
     run_id = "worker-killed"
     stack.trigger("ha_in_worker", run_id)
     selector = naming.task_selector("ha_in_worker", "waits", run_id)
-    deadline = time.monotonic() + 180
-    while True:
+
+    def running() -> tuple[Any, ...]:
+        """The waiting task's pid and its Job, once both run; else nothing."""
         rows = stack.query(
             "select pid from task_instance where dag_id = 'ha_in_worker' and run_id = ? and state = ?",
             run_id,
@@ -167,10 +178,11 @@ def test_a_killed_celery_worker_leaves_its_job_to_the_retry_which_adopts_it(
         )
         jobs = jobs_in(api_client, namespace, selector)
         if rows and rows[0][0] and jobs and (jobs[0].status.active or 0) > 0:
-            break
-        assert time.monotonic() < deadline, stack.diagnose("ha_in_worker")
-        time.sleep(0.5)
-    worker = _service_running(stack, int(rows[0][0]))
+            return int(rows[0][0]), jobs[0]
+        return ()
+
+    pid, started = _until(stack, "ha_in_worker", running, 180)
+    worker = _service_running(stack, pid)
     assert worker.startswith("celery-worker-"), worker
     stack.signal_service(worker, signal.SIGKILL)
     killed = time.monotonic()
@@ -182,7 +194,7 @@ def test_a_killed_celery_worker_leaves_its_job_to_the_retry_which_adopts_it(
     )
     assert try_number == 2, "the killed try should have been failed by the scheduler and retried"
     (job,) = jobs_in(api_client, namespace, selector)
-    assert job.metadata.uid == jobs[0].metadata.uid, "the retry replaced the Job instead of adopting it"
+    assert job.metadata.uid == started.metadata.uid, "the retry replaced the Job instead of adopting it"
     logs = sorted((stack.home / "logs" / "dag_id=ha_in_worker").rglob("attempt=2.log"))
     assert logs and "adopting Job" in logs[0].read_text(errors="replace")
     fault_report(
@@ -201,10 +213,13 @@ def test_a_scheduler_killed_mid_run_duplicates_nothing(
     stack, namespace = ha
     run_id = "scheduler-killed"
     stack.trigger("ha_failover", run_id)
-    deadline = time.monotonic() + 300
-    while (deferred := _deferred(stack, run_id)) < 10:
-        assert time.monotonic() < deadline, stack.diagnose("ha_failover")
-        time.sleep(0.5)
+
+    def some_deferred() -> int:
+        """The number of deferred tasks once at least 10 are (the rest queued or running), else 0."""
+        n = _deferred(stack, run_id)
+        return n if n >= 10 else 0
+
+    deferred = _until(stack, "ha_failover", some_deferred, 300)
     stack.signal_service("scheduler", signal.SIGKILL)
     stack.start_service("scheduler")
     jobs, tries = _check_run(api_client, stack, namespace, run_id, one_try=False)
@@ -224,19 +239,19 @@ def test_a_deferred_task_marked_failed_deletes_its_job_once(
     run_id = "marked-failed"
     stack.trigger("ha_kill", run_id)
     selector = naming.task_selector("ha_kill", "killed", run_id)
-    deadline = time.monotonic() + 300
-    while True:
+
+    def held() -> bool:
+        """True once the Job runs and a triggerer holds the task's trigger."""
         jobs = jobs_in(api_client, namespace, selector)
-        held = stack.query(
+        holder = stack.query(
             "select t.triggerer_id from task_instance ti join trigger t on ti.trigger_id = t.id "
             "where ti.dag_id = 'ha_kill' and ti.run_id = ? and ti.state = ?",
             run_id,
             "deferred",
         )
-        if jobs and (jobs[0].status.active or 0) > 0 and held and held[0][0] is not None:
-            break
-        assert time.monotonic() < deadline, stack.diagnose("ha_kill")
-        time.sleep(0.5)
+        return bool(jobs and (jobs[0].status.active or 0) > 0 and holder and holder[0][0] is not None)
+
+    _until(stack, "ha_kill", held, 300)
     stack.api("PATCH", f"/api/v2/dags/ha_kill/dagRuns/{run_id}/taskInstances/killed", {"new_state": "failed"})
     marked = time.monotonic()
     deadline = marked + 120
