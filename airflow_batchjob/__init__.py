@@ -9,12 +9,16 @@ __version__ = "0.1.0"
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's provider manager (entry point ``apache_airflow_provider``)."""
+    from airflow_batchjob.config import provider_config
+
     return {
         "package-name": "airflow-batchjob",
         "name": "Kubernetes Batch Jobs",
         "description": "Run every Kubernetes batch-Job pattern (template expansion, work queues, "
         "Indexed Jobs, plain Jobs) from Airflow, with watch-based deferrable waiting.",
         "versions": [__version__],
+        # Airflow replaces this with the package's Documentation URL (pyproject.toml): the same.
+        "documentation-url": "https://pypi.org/project/airflow-batchjob/",
         "integrations": [
             {
                 "integration-name": "Kubernetes Batch Jobs",
@@ -46,23 +50,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_batchjob.triggers.job", "airflow_batchjob.triggers.jobgroup"],
             }
         ],
-        "config": {
-            "batchjob": {
-                "description": "airflow-batchjob's deployment-wide settings.",
-                "options": {
-                    "defer_settle_seconds": {
-                        "description": "A trigger never fires sooner than this after it starts "
-                        "running: long enough for the scheduler to have handled the executor's "
-                        "report of the task's defer-exit (Airflow's defer race, issues 71580 and "
-                        "72716). Read by the triggerer. 0 turns the hold off.",
-                        "version_added": "0.1.0",
-                        "type": "float",
-                        "example": "15",
-                        "default": "15",
-                    },
-                },
-            },
-        },
+        "config": provider_config(),
         "hooks": [
             {
                 "integration-name": "Kubernetes Batch Jobs",

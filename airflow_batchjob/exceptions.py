@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow_batchjob._compat import AirflowException, AirflowFailException
 
 
 class BatchJobError(AirflowException):

@@ -46,17 +46,17 @@ print(json.dumps([p["dependencies"], p.get("optional-dependencies", {})], sort_k
   "$ROOT/pyproject.toml" | sha256sum | cut -c1-12)
 VENV=$CACHE/venv-$($PY -c 'import sys; print("py%d%d" % sys.version_info[:2])')-$KEY
 if [[ ! -f $VENV/.complete ]]; then
-  log "creating $VENV (pip install .[dev])"
+  log "creating $VENV (pip install .[dev,rabbitmq,redis])"
   rm -rf "$VENV"
   $PY -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip >&2
-  "$VENV/bin/pip" install -q -e "$ROOT[dev]" >&2
+  "$VENV/bin/pip" install -q -e "$ROOT[dev,rabbitmq,redis]" >&2
   touch "$VENV/.complete"
 fi
-# The venv outlives a clone; point its editable install at this checkout (fast, no deps).
-if ! "$VENV/bin/python" -c "import airflow_batchjob, sys; sys.exit(0 if airflow_batchjob.__file__.startswith('$ROOT/') else 1)" 2>/dev/null; then
-  "$VENV/bin/pip" install -q --no-deps -e "$ROOT" >&2
-fi
+# The venv outlives a clone: keep its editable install on this checkout and its metadata fresh.
+# shellcheck source=scripts/venvlib.sh
+source "$ROOT/scripts/venvlib.sh"
+refresh_editable "$VENV" "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
 
 "$ROOT/localcluster/build.sh" >&2
 "$ROOT/localcluster/build_node.sh" >&2

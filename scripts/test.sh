@@ -29,6 +29,10 @@ mypy
 # not the node), and the unit and broker tests (no cluster).
 REAL_LANE=(-m "real_node and not agent_node" tests/cluster)
 AGENT_LANE=(-m "not real_node or agent_node" tests)
+# The floor lane: the oldest Airflow and cncf.kubernetes pyproject.toml allows (scripts/floors.sh),
+# the unit tests and a DAG that defers through every operator and waits in the worker, on the real
+# scheduler, executor and triggerer of those versions. It runs on the agent's cluster after its lane.
+FLOOR_LANE=(tests/unit tests/stack/test_defer_race.py::test_short_deferred_jobs_never_lose_a_try)
 
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
 AGENT_DIR="$CACHE/clusters/test-$$"
@@ -46,6 +50,10 @@ if [[ $# -eq 0 && ${BATCHJOB_NODE:-real} == real ]]; then
 fi
 
 PYTEST=(python -m pytest -p no:cacheprovider -q -rfEs --durations=15)
+floors=""
+if [[ $# -eq 0 ]]; then
+  floors=$("$ROOT/scripts/floors.sh" "$VENV" | tail -n 1)
+fi
 if ((real_node)); then
   echo "== starting the local cluster with a real node in $REAL_DIR" >&2
   if ! python -m localcluster up --node real --dir "$REAL_DIR" >/dev/null; then
@@ -56,6 +64,14 @@ if ((real_node)); then
     real_node=0
   fi
 fi
+
+run_floor_lane() {
+  [[ -n $floors ]] || return 0
+  echo "== the floor lane ($("$floors/bin/python" -c 'from importlib.metadata import version as v
+print("apache-airflow", v("apache-airflow"), "cncf.kubernetes", v("apache-airflow-providers-cncf-kubernetes"))')): ${FLOOR_LANE[*]}" >&2
+  BATCHJOB_CLUSTER_DIR=$AGENT_DIR "$floors/bin/python" -m pytest -p no:cacheprovider -q -rfEs "${FLOOR_LANE[@]}" ||
+    status=$?
+}
 
 echo "== starting the local cluster in $AGENT_DIR" >&2
 python -m localcluster up --dir "$AGENT_DIR" >/dev/null
@@ -68,6 +84,7 @@ if ((real_node)); then
   real_pid=$!
   echo "== pytest on the node agent: ${AGENT_LANE[*]}" >&2
   BATCHJOB_CLUSTER_DIR=$AGENT_DIR "${PYTEST[@]}" "${AGENT_LANE[@]}" || status=$?
+  run_floor_lane
   real_status=0
   wait "$real_pid" || real_status=$?
   echo "== the real-node lane (exit $real_status):" >&2
@@ -76,5 +93,6 @@ if ((real_node)); then
 else
   echo "== pytest on the node agent" >&2
   BATCHJOB_CLUSTER_DIR=$AGENT_DIR "${PYTEST[@]}" "${@:-tests}" || status=$?
+  run_floor_lane
 fi
 exit "$status"

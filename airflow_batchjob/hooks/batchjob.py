@@ -26,15 +26,12 @@ from typing import Any
 
 import urllib3.exceptions
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
-from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import (
-    API_RETRIES,
-    API_RETRY_WAIT_MAX,
-    API_RETRY_WAIT_MIN,
-)
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes_asyncio import client as aclient
 
+from airflow_batchjob import config
+from airflow_batchjob._compat import API_RETRIES, API_RETRY_WAIT_MAX, API_RETRY_WAIT_MIN
 from airflow_batchjob.exceptions import BatchJobError
 
 Obj = dict[str, Any]
@@ -140,7 +137,7 @@ def _json(resp: Any) -> Any:
     return json.loads(resp.data)
 
 
-POOL_SIZE = 32  # HTTP connections kept per apiserver: above the operators' 16 concurrent creates
+POOL_SIZE = 32  # HTTP connections kept per apiserver (more if [batchjob] api_concurrency is higher)
 
 
 def _widen_pool(api: client.ApiClient) -> None:
@@ -150,8 +147,9 @@ def _widen_pool(api: client.ApiClient) -> None:
     and re-handshakes TLS for the extra threads.
     """
     manager = getattr(getattr(api, "rest_client", None), "pool_manager", None)
-    if manager is not None and int(manager.connection_pool_kw.get("maxsize") or 1) < POOL_SIZE:
-        manager.connection_pool_kw["maxsize"] = POOL_SIZE
+    size = max(POOL_SIZE, int(config.get("api_concurrency")))
+    if manager is not None and int(manager.connection_pool_kw.get("maxsize") or 1) < size:
+        manager.connection_pool_kw["maxsize"] = size
         manager.clear()  # pools made before this keep their size: start them afresh
 
 

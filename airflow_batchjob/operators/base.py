@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
+from airflow_batchjob import config
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
-from airflow_batchjob.operators.finishing import API_CONCURRENCY, JobFinishing
+from airflow_batchjob.operators.finishing import JobFinishing
 from airflow_batchjob.operators.waiting import DEFER_AFTER, decided_event, default_deferrable, run_wait
 from airflow_batchjob.triggers.job import JobTrigger, wait_for_job
 
 __all__ = [  # what the operators and users import from here
-    "API_CONCURRENCY",
     "DEFER_AFTER",
     "BaseBatchJobOperator",
     "decided_event",
@@ -53,19 +53,24 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         ``[operators] default_deferrable`` where the deployment sets it, else True.
     :param diagnostics: while waiting, explain in the task log why fewer Pods run than requested
         (quota, backoff, unschedulable, image pull, config errors), on each change and at most
-        every ``diagnose_interval`` seconds; and push a ``diagnostics`` XCom summary at the end.
+        every ``diagnose_interval`` seconds (default 30); and push a ``diagnostics`` XCom summary at
+        the end. Default True. Both defaults come from ``[batchjob] diagnostics`` and
+        ``diagnose_interval`` where the deployment sets them.
     :param pending_timeout: fail when a Pod stays unschedulable or cannot start its containers
         this long (off by default). The Job is then handled like a timeout: deleted only with
         ``delete_on_finish="always"``.
-    :param get_logs: show the Pods' output in the task log while the Job runs (default True), each
-        line prefixed with its Pod and its item or index, replacement Pods included; in the
-        worker and, deferred, from the trigger (``triggers/podlogs.py``).
+    :param get_logs: show the Pods' output in the task log while the Job runs (default True, or
+        ``[batchjob] get_logs``), each line prefixed with its Pod and its item or index,
+        replacement Pods included; in the worker and, deferred, from the trigger
+        (``triggers/podlogs.py``).
     :param container_logs: whose logs: the main container (default), ``True`` for every container
         (init containers too), or a container name or list of names (cncf.kubernetes' name).
     :param max_log_streams: Pods of this task followed at once (default 5: more interleaved
         streams are unreadable); the others show their last ``log_tail_lines`` lines at the end.
-        A process (a triggerer) follows at most 50 streams over all its tasks.
-    :param max_log_lines: lines shown per container (default 1000); the rest are counted.
+        A process (a triggerer) follows at most 50 streams over all its tasks. Deployment default:
+        ``[batchjob] max_log_streams``.
+    :param max_log_lines: lines shown per container (default 1000, or ``[batchjob] max_log_lines``);
+        the rest are counted.
     :param defer_after: with ``deferrable=True``, watch the Job in the worker this long (seconds or
         a ``timedelta``; default 5) and defer only if its outcome is still open then. A short Job
         finishes without a trigger round trip, and a Job already decided (adopted) never defers.
@@ -89,14 +94,14 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         progress_interval: float = 10.0,
         log_tail_lines: int = 50,
         max_failed_pod_logs: int = 5,
-        diagnostics: bool = True,
-        diagnose_interval: float = 30.0,
+        diagnostics: bool | None = None,
+        diagnose_interval: float | None = None,
         pending_timeout: dt.timedelta | float | None = None,
         defer_after: dt.timedelta | float = DEFER_AFTER,
-        get_logs: bool = True,
+        get_logs: bool | None = None,
         container_logs: bool | str | list[str] | None = None,
-        max_log_streams: int = 5,
-        max_log_lines: int = 1000,
+        max_log_streams: int | None = None,
+        max_log_lines: int | None = None,
         config_file: str | None = None,
         in_cluster: bool | None = None,
         cluster_context: str | None = None,
@@ -106,6 +111,14 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         self.config_file = config_file
         self.in_cluster = in_cluster
         self.cluster_context = cluster_context
+        # Unset, these four and the two diagnostics settings take the deployment's [batchjob] values.
+        get_logs = config.get("get_logs") if get_logs is None else get_logs
+        max_log_streams = config.get("max_log_streams") if max_log_streams is None else max_log_streams
+        max_log_lines = config.get("max_log_lines") if max_log_lines is None else max_log_lines
+        diagnostics = config.get("diagnostics") if diagnostics is None else diagnostics
+        diagnose_interval = (
+            config.get("diagnose_interval") if diagnose_interval is None else diagnose_interval
+        )
         if max_log_streams < 1 or max_log_lines < 0:
             raise InvalidJobTemplateError("max_log_streams must be >= 1 and max_log_lines >= 0")
         self.get_logs = get_logs

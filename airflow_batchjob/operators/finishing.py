@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes.client.rest import ApiException
 
+from airflow_batchjob import config
 from airflow_batchjob.core.diagnose import pod_summary
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 from airflow_batchjob.core.reported import ANNOTATION_REPORTED, reported_mark
@@ -28,9 +29,6 @@ from airflow_batchjob.hooks.batchjob import BatchJobHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-API_CONCURRENCY = 16  # concurrent API calls when an operator creates or patches many Jobs
-MAX_SUMMARY_PODS = 2000  # above this, the diagnostics summary does not list the Pods
 
 
 class JobFinishing:
@@ -65,7 +63,7 @@ class JobFinishing:
         summary["pods_created"] = sum(o.succeeded + o.failed + o.active + o.terminating for o in outcomes)
         summary["pods_failed"] = sum(o.failed for o in outcomes)
         try:
-            if summary["pods_created"] <= MAX_SUMMARY_PODS:
+            if summary["pods_created"] <= config.get("max_summary_pods"):
                 summary.update(pod_summary(self.hook.list_pods(namespace, selector), time.time()))
             else:  # listing ten thousand Pods would cost seconds for one summary
                 self.log.info(
@@ -237,5 +235,5 @@ class JobFinishing:
             if patch:
                 patches.append((job["metadata"]["name"], patch))
         if patches:
-            with ThreadPoolExecutor(min(API_CONCURRENCY, len(patches))) as pool:
+            with ThreadPoolExecutor(min(config.get("api_concurrency"), len(patches))) as pool:
                 list(pool.map(lambda np: hook.patch_job(namespace, np[0], np[1]), patches))

@@ -27,7 +27,6 @@ from airflow_batchjob.exceptions import (
 )
 from airflow_batchjob.operators.adopting import JobAdopting
 from airflow_batchjob.operators.base import (  # noqa: F401 (re-exported: the names users import from here)
-    API_CONCURRENCY,
     DEFER_AFTER,
     BaseBatchJobOperator,
     decided_event,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kubernetes.client.rest import ApiException
 
+from airflow_batchjob import config
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.group import ANNOTATION_ITEM_INDEX, ANNOTATION_QUEUED, GroupGoal, item_index
@@ -37,7 +38,7 @@ from airflow_batchjob.exceptions import (
     JobTimeoutError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook
-from airflow_batchjob.operators.job import API_CONCURRENCY, BatchJobOperator
+from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.triggers.jobgroup import JobGroupTrigger, wait_for_group
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ class JobGroupOperator(BatchJobOperator):
             self.log.info(
                 "adopting %d Jobs of this group from an earlier try (%d still running)", adopted, kept_running
             )
-        with ThreadPoolExecutor(API_CONCURRENCY) as pool:
+        with ThreadPoolExecutor(config.get("api_concurrency")) as pool:
             list(
                 pool.map(
                     lambda bu: hook.delete_job(namespace, bu[0]["metadata"]["name"], "Background", bu[1]),

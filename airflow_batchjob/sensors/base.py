@@ -7,9 +7,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout
 from airflow.triggers.base import BaseTrigger
 
+from airflow_batchjob._compat import AirflowSensorTimeout
 from airflow_batchjob.exceptions import BatchJobError, JobFailedSensorError
 from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
 from airflow_batchjob.operators.waiting import default_deferrable

@@ -12,6 +12,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger
 
+from airflow_batchjob import config
+
 
 class SerializedByDefaults(BaseTrigger):
     """``serialize()`` from ``__init__``'s keyword parameters, each kept in an attribute of its name.
@@ -58,16 +60,14 @@ class ProgressLog:
 # long enough for the scheduler to have drained the report (README, "Deferring safely", has the
 # measured window). An event that comes later is not held at all. A deployment sets it with
 # ``[batchjob] defer_settle_seconds`` (read by the triggerer; 0 turns the hold off).
-SETTLE_SECONDS = 15.0
+SETTLE_SECONDS = float(config.OPTIONS["defer_settle_seconds"].default)
 
 
 def settle_seconds(configured: float | None) -> float:
     """The hold: the trigger's own value if given, else ``[batchjob] defer_settle_seconds``."""
     if configured is not None:
         return configured
-    from airflow.configuration import conf
-
-    return conf.getfloat("batchjob", "defer_settle_seconds", fallback=SETTLE_SECONDS)
+    return float(config.get("defer_settle_seconds"))
 
 
 async def settle(started: float, seconds: float, log: Any) -> None:

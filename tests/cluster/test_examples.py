@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
+
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:  # Airflow < 3.1 (the floor lane)
+    from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
 from tests.unit.test_example_dags import EXAMPLES, EXPECTED
 

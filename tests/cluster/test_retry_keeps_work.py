@@ -13,8 +13,8 @@ from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk.exceptions import AirflowException
 
+from airflow_batchjob._compat import AirflowException
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.reported import ANNOTATION_REPORTED
 from airflow_batchjob.operators.indexed import IndexedJobOperator

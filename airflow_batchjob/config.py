@@ -1,0 +1,104 @@
+"""The provider's ``[batchjob]`` settings: read through Airflow's conf, documented in provider info.
+
+One table holds each option's type, default and description; :func:`get_provider_info` publishes
+it (``airflow config list --section batchjob`` shows it) and the readers below fall back to it, so
+the documented default and the one used cannot drift. Set an option as usual:
+``AIRFLOW__BATCHJOB__API_CONCURRENCY=32`` or ``[batchjob] api_concurrency = 32`` in airflow.cfg.
+Operator defaults (``get_logs`` ...) are read when the DAG file is parsed; the rest where used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SECTION = "batchjob"
+VERSION_ADDED = "0.1.0"
+
+
+@dataclass(frozen=True)
+class Option:
+    type: str  # as provider info spells it: "integer", "float", "boolean"
+    default: str
+    description: str
+
+
+OPTIONS: dict[str, Option] = {
+    "defer_settle_seconds": Option(
+        "float",
+        "15",
+        "A trigger never fires sooner than this after it starts running: long enough for the "
+        "scheduler to have handled the executor's report of the task's defer-exit (Airflow's defer "
+        "race, issues 71580 and 72716). Read by the triggerer. 0 turns the hold off.",
+    ),
+    "watch_timeout_seconds": Option(
+        "integer",
+        "900",
+        "How long one watch request to the apiserver lasts before it is resumed from the last "
+        "resourceVersion. Longer means fewer requests; the apiserver caps it (--min-request-timeout).",
+    ),
+    "api_concurrency": Option(
+        "integer",
+        "16",
+        "Concurrent apiserver calls when one task creates, patches or deletes many Jobs (a group, an "
+        "Indexed Job's chunks). Raise it for large fan-outs on a big control plane, lower it to be "
+        "gentler on a small one.",
+    ),
+    "get_logs": Option(
+        "boolean",
+        "True",
+        "Default of the operators' get_logs: show the Pods' output in the task log while the Job runs.",
+    ),
+    "max_log_lines": Option(
+        "integer", "1000", "Default of the operators' max_log_lines: lines shown per container."
+    ),
+    "max_log_streams": Option(
+        "integer", "5", "Default of the operators' max_log_streams: Pods of one task followed at once."
+    ),
+    "diagnostics": Option(
+        "boolean",
+        "True",
+        "Default of the operators' diagnostics: explain in the task log why fewer Pods run than "
+        "requested, and push a diagnostics XCom summary.",
+    ),
+    "diagnose_interval": Option(
+        "float", "30", "Default of the operators' diagnose_interval: seconds between repeated explanations."
+    ),
+    "max_summary_pods": Option(
+        "integer",
+        "2000",
+        "Above this many Pods, the diagnostics summary counts the Pods instead of listing them (keeps "
+        "the XCom small).",
+    ),
+}
+
+
+def provider_config() -> dict[str, Any]:
+    """The ``config`` entry of provider info."""
+    return {
+        SECTION: {
+            "description": "airflow-batchjob's deployment-wide settings.",
+            "options": {
+                name: {
+                    "description": o.description,
+                    "version_added": VERSION_ADDED,
+                    "type": o.type,
+                    "example": None,
+                    "default": o.default,
+                }
+                for name, o in OPTIONS.items()
+            },
+        }
+    }
+
+
+def get(name: str) -> Any:
+    """The option's value from Airflow's conf (env, airflow.cfg, secrets), typed; else its default."""
+    from airflow.configuration import conf
+
+    option = OPTIONS[name]
+    if option.type == "boolean":
+        return conf.getboolean(SECTION, name, fallback=option.default == "True")
+    if option.type == "integer":
+        return conf.getint(SECTION, name, fallback=int(option.default))
+    return conf.getfloat(SECTION, name, fallback=float(option.default))
