@@ -15,6 +15,7 @@ processed again.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -149,24 +150,62 @@ def raw_id(data: bytes) -> str:
 
 
 def redis_from_url(url: str) -> redis.Redis:
-    """A Redis client for ``redis://[:password@]host:port/db`` (bytes responses: envelopes stay exact)."""
+    """A Redis client for ``redis://[:password@]host:port/db`` or ``rediss://`` (bytes responses:
+    envelopes stay exact). TLS options are query arguments (``ssl_ca_certs``, ``ssl_certfile``,
+    ``ssl_keyfile``: file paths; ``ssl_cert_reqs``; ``ssl_check_hostname``)."""
     import redis
 
+    kwargs: dict[str, Any] = {}
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query)
+    check = [v for k, v in query if k == "ssl_check_hostname"]
+    if check:  # older redis-py passes the string "false" on, which is true: give it a bool
+        kwargs["ssl_check_hostname"] = check[-1].lower() in ("true", "1", "yes")
+        rest = [(k, v) for k, v in query if k != "ssl_check_hostname"]
+        url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
     # No blocking commands are used, so a reply slower than socket_timeout means a dead connection.
     return redis.Redis.from_url(
-        url, socket_connect_timeout=10, socket_timeout=60, socket_keepalive=True, health_check_interval=30
+        url,
+        socket_connect_timeout=10,
+        socket_timeout=60,
+        socket_keepalive=True,
+        health_check_interval=30,
+        **kwargs,
     )
 
 
 def rabbit_params_from_url(url: str) -> pika.URLParameters:
-    """Connection parameters for ``amqp://user:password@host:port/vhost``; a few retries on connect.
+    """Connection parameters for ``amqp://user:password@host:port/vhost`` or ``amqps://...?ssl_options=
+    {...}`` (pika's dict: ``ca_certs``, ``certfile``, ``keyfile``, plus ``cert_reqs`` and
+    ``check_hostname``); a few retries on connect.
 
     Query options in the URL (``heartbeat``, ``connection_attempts``, ...) win over these defaults.
     """
     import pika
 
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parts.query)
+    tls: dict[str, Any] | None = None
+    if parts.scheme == "amqps" and "ssl_options" in query:
+        # pika's own option names, read here: pika needs a CA file and cannot turn off the
+        # hostname check or peer verification from a URL (core/brokerconn.py writes these).
+        tls = ast.literal_eval(query["ssl_options"][0])
+        if not isinstance(tls, dict):
+            raise ValueError("ssl_options in an amqps:// URL must be a dict")
+        rest = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "ssl_options"]
+        url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
     params = pika.URLParameters(url)
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    if tls is not None:
+        from airflow_batchjob.core.brokerconn import client_ssl_context
+
+        ctx = client_ssl_context(
+            tls.get("ca_certs") or tls.get("cafile"),
+            tls.get("certfile"),
+            tls.get("keyfile"),
+            str(tls.get("cert_reqs", "required")),
+            bool(tls.get("check_hostname", True)),
+        )
+        params.ssl_options = pika.SSLOptions(ctx, tls.get("server_hostname"))
     if "connection_attempts" not in query:
         params.connection_attempts = 3
     if "retry_delay" not in query:

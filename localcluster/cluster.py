@@ -1,5 +1,5 @@
 """Start and stop the embedded local cluster: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, the node agent, RabbitMQ and Redis, all on loopback.
+kube-scheduler, the node agent, RabbitMQ and Redis (``brokers.py``: plain and TLS), all on loopback.
 
 ``python -m localcluster up`` starts everything (free ports, generated credentials), writes a
 kubeconfig and an env file with Airflow connections, and returns once the Node is Ready and
@@ -28,6 +28,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from localcluster import brokers, certs
+from localcluster.brokers import (  # noqa: F401  (public names of this module before brokers.py)
+    RABBITMQ_SERVER,
+    broker_addresses,
+    redis_ping,
+    start_rabbitmq,
+    start_redis,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("BATCHJOB_CACHE", Path.home() / ".cache" / "airflow-batchjob"))
 K8S_VERSION = os.environ.get("K8S_VERSION", "v1.37.2")
@@ -35,7 +44,6 @@ ETCD_VERSION = os.environ.get("ETCD_VERSION", "v3.6.16")
 KWOK_VERSION = os.environ.get("KWOK_VERSION", "v0.8.0")
 BIN = CACHE / f"k8s-{K8S_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}" / "bin"
 NODE_NAME = "batchjob-node"
-RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CONTROLLERS = ",".join(
     [
         "job-controller",
@@ -98,27 +106,10 @@ class State:
             "conn_type": "kubernetes",
             "extra": {"kube_config_path": kubeconfig or self.kubeconfig, "namespace": "default"},
         }
-        host = broker_addresses(self)[-1]  # the address Pods reach (the bridge's, on a real node)
-        redis = {
-            "conn_type": "redis",
-            "host": host,
-            "port": self.ports["redis"],
-            "password": self.redis_password,
-            "extra": {"db": 0},
-        }
-        rabbit = {
-            "conn_type": "amqp",
-            "host": host,
-            "port": self.ports["rabbitmq"],
-            "login": self.rabbitmq_user,
-            "password": self.rabbitmq_password,
-            "schema": "/",
-        }
         return {
             "KUBECONFIG": self.kubeconfig,
             "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(kube),
-            "AIRFLOW_CONN_REDIS_DEFAULT": json.dumps(redis),
-            "AIRFLOW_CONN_RABBITMQ_DEFAULT": json.dumps(rabbit),
+            **brokers.connections(self),
             "BATCHJOB_CLUSTER_DIR": self.dir,
         }
 
@@ -156,73 +147,16 @@ def wait_for(
     raise RuntimeError(f"localcluster: {what} {why}; last lines of {logs}:\n{tail}")
 
 
-def run(cmd: list[str], **kw: object) -> None:
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
-
-
 def make_pki(pki: Path) -> None:
     """A CA, the apiserver's serving cert, the node agent's kubelet cert, the SA signing key."""
-    pki.mkdir(parents=True, exist_ok=True)
-    run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=batchjob-local-ca",
-            "-keyout",
-            str(pki / "ca.key"),
-            "-out",
-            str(pki / "ca.crt"),
-        ]
-    )
+    certs.make_ca(pki, "batchjob-local-ca")
     for name, cn in (("apiserver", "kube-apiserver"), ("kubelet", NODE_NAME)):
-        ext = pki / f"{name}.ext"
-        ext.write_text(
+        ext = (
             "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
             f"DNS:kubernetes.default,DNS:{NODE_NAME}\nextendedKeyUsage=serverAuth,clientAuth\n"
         )
-        run(
-            [
-                "openssl",
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                f"/CN={cn}",
-                "-keyout",
-                str(pki / f"{name}.key"),
-                "-out",
-                str(pki / f"{name}.csr"),
-            ]
-        )
-        run(
-            [
-                "openssl",
-                "x509",
-                "-req",
-                "-in",
-                str(pki / f"{name}.csr"),
-                "-CA",
-                str(pki / "ca.crt"),
-                "-CAkey",
-                str(pki / "ca.key"),
-                "-CAcreateserial",
-                "-days",
-                "3650",
-                "-extfile",
-                str(ext),
-                "-out",
-                str(pki / f"{name}.crt"),
-            ]
-        )
-    run(["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"])
+        certs.issue(pki, name, cn, ext)
+    certs.openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
 
 
 def write_kubeconfig(st: State) -> None:
@@ -383,68 +317,6 @@ def start_control_plane(st: State) -> None:
         ],
         env={"PYTHONPATH": str(ROOT)},
     )
-
-
-def broker_addresses(st: State) -> list[str]:
-    """Where the brokers listen: loopback, and with a real node also the Pods' bridge address."""
-    if st.node == "real":
-        from localcluster import realnode
-
-        return ["127.0.0.1", realnode.NODE_IP]
-    return ["127.0.0.1"]
-
-
-def start_redis(st: State) -> None:
-    d = Path(st.dir) / "redis"
-    d.mkdir()
-    conf = d / "redis.conf"
-    conf.write_text(
-        f"bind {' '.join(broker_addresses(st))}\nport {st.ports['redis']}\nrequirepass {st.redis_password}\n"
-        f'dir {d}\nappendonly yes\nappendfsync everysec\nsave ""\ndaemonize no\n'
-        'protected-mode yes\nlogfile ""\n'
-    )
-    conf.chmod(0o600)
-    spawn(st, "redis", [shutil.which("redis-server") or "redis-server", str(conf)])
-
-
-def start_rabbitmq(st: State) -> None:
-    d = Path(st.dir) / "rabbitmq"
-    d.mkdir()
-    conf = d / "rabbitmq.conf"
-    listeners = "".join(
-        f"listeners.tcp.{i} = {a}:{st.ports['rabbitmq']}\n" for i, a in enumerate(broker_addresses(st), 1)
-    )
-    conf.write_text(
-        listeners + f"default_user = {st.rabbitmq_user}\ndefault_pass = {st.rabbitmq_password}\n"
-        "loopback_users = none\nlog.console = true\nlog.console.level = warning\nlog.file = false\n"
-    )
-    conf.chmod(0o600)
-    (d / "enabled_plugins").write_text("[].\n")
-    env = {
-        "HOME": str(d),
-        "RABBITMQ_NODENAME": f"batchjob{st.ports['rabbitmq']}@localhost",
-        "RABBITMQ_DIST_PORT": str(st.ports["rabbitmq_dist"]),
-        "ERL_EPMD_PORT": str(st.ports["epmd"]),
-        "ERL_EPMD_ADDRESS": "127.0.0.1",
-        # Erlang distribution (rabbitmqctl's way in) on loopback too, not on every interface.
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-        "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq"),
-        "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(d / "log"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
-        "RABBITMQ_PID_FILE": str(d / "rabbitmq.pid"),
-        "RABBITMQ_USE_LONGNAME": "false",
-    }
-    (d / "env.json").write_text(json.dumps(env))
-    # The Debian wrapper in /usr/sbin switches to the rabbitmq user; run the real script as ourselves.
-    spawn(st, "rabbitmq", [RABBITMQ_SERVER], env=env)
-
-
-def redis_ping(st: State) -> bool:
-    with socket.create_connection(("127.0.0.1", st.ports["redis"]), timeout=1) as s:
-        s.sendall(f"AUTH {st.redis_password}\r\nPING\r\n".encode())
-        time.sleep(0.05)
-        return b"+PONG" in s.recv(100)
 
 
 def node_ready(st: State) -> bool:
@@ -609,10 +481,7 @@ def up(d: Path, node: str | None = None) -> State:
         "controller_manager",
         "scheduler",
         "kubelet",
-        "redis",
-        "rabbitmq",
-        "rabbitmq_dist",
-        "epmd",
+        *brokers.PORTS,
     )
     st = State(
         dir=str(d),
@@ -636,6 +505,7 @@ def up(d: Path, node: str | None = None) -> State:
         realnode.bridge()  # the brokers listen on its address too
     make_pki(d / "pki")
     write_kubeconfig(st)
+    brokers.make_tls(st)
     start_redis(st)
     start_rabbitmq(st)
     try:
@@ -648,7 +518,7 @@ def up(d: Path, node: str | None = None) -> State:
         wait_for("redis", lambda: redis_ping(st), 30, d / "logs" / "redis.log", st.pids["redis"])
         wait_for(
             "rabbitmq",
-            lambda: port_open(st.ports["rabbitmq"]),
+            lambda: brokers.rabbitmq_ready(st),
             90,
             d / "logs" / "rabbitmq.log",
             st.pids["rabbitmq"],
@@ -700,7 +570,7 @@ def restart(st: State, name: str, down_seconds: float = 0.0) -> None:
     if name == "redis":
         wait_for("redis", lambda: redis_ping(st), 30, logs, st.pids[name])
     elif name == "rabbitmq":
-        wait_for("rabbitmq", lambda: port_open(st.ports["rabbitmq"]), 90, logs, st.pids[name])
+        wait_for("rabbitmq", lambda: brokers.rabbitmq_ready(st), 90, logs, st.pids[name])
     if name == "kube-apiserver":
         wait_for(
             "kube-apiserver",

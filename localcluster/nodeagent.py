@@ -279,15 +279,27 @@ class PodRunner(threading.Thread):
                 env[name] = value
         return env
 
-    def write_items(self, target: Path, data: dict[str, bytes], items: list[dict[str, Any]] | None) -> None:
+    def write_items(
+        self,
+        target: Path,
+        data: dict[str, bytes],
+        items: list[dict[str, Any]] | None,
+        default_mode: int | None = None,
+    ) -> None:
+        """The files of a Secret / ConfigMap volume, with the kubelet's modes (``defaultMode``,
+        an item's ``mode``; 0644 when neither is given)."""
         target.mkdir(parents=True, exist_ok=True)
-        pairs = [(i["key"], i["path"]) for i in items] if items else [(k, k) for k in data]
-        for key, rel in pairs:
+        pairs = (
+            [(i["key"], i["path"], i.get("mode")) for i in items] if items else [(k, k, None) for k in data]
+        )
+        for key, rel, mode in pairs:
             if key not in data:
                 raise ConfigError("FailedMount", f"key {key!r} not found for volume item {rel!r}")
             out = target / rel
             out.parent.mkdir(parents=True, exist_ok=True)
+            out.unlink(missing_ok=True)  # written again (a restarted container) though read-only
             out.write_bytes(data[key])
+            out.chmod(mode if mode is not None else default_mode if default_mode is not None else 0o644)
 
     def downward_items(self, target: Path, items: list[dict[str, Any]]) -> None:
         data = {}
@@ -317,7 +329,7 @@ class PodRunner(threading.Thread):
             elif "configMap" in vol or "secret" in vol:
                 kind = "configMap" if "configMap" in vol else "secret"
                 data = self.source_data(kind, vol[kind])
-                self.write_items(target, data or {}, vol[kind].get("items"))
+                self.write_items(target, data or {}, vol[kind].get("items"), vol[kind].get("defaultMode"))
             elif "hostPath" in vol:
                 target = Path(vol["hostPath"]["path"])
                 if not target.exists() and vol["hostPath"].get("type") in ("DirectoryOrCreate", None, ""):
@@ -330,7 +342,8 @@ class PodRunner(threading.Thread):
                     if "configMap" in src or "secret" in src:
                         kind = "configMap" if "configMap" in src else "secret"
                         data = self.source_data(kind, src[kind])
-                        self.write_items(target, data or {}, src[kind].get("items"))
+                        mode = vol["projected"].get("defaultMode")
+                        self.write_items(target, data or {}, src[kind].get("items"), mode)
                     elif "downwardAPI" in src:
                         self.downward_items(target, src["downwardAPI"].get("items") or [])
                     elif "serviceAccountToken" in src:

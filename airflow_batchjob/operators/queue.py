@@ -5,20 +5,23 @@ message and exits) and a variable Pod count on Redis (``parallelism = P``, no co
 worker leases items until the queue is drained). The in-Pod side is ``python -m
 airflow_batchjob.worker``; it wraps the user's unchanged program. Broker credentials reach Pods
 through a Kubernetes Secret the operator creates from the Airflow connection (owned by the Job,
-so garbage-collected with it), never as plain env in the spec.
+so garbage-collected with it), never as plain env in the spec; with TLS the same Secret holds the
+CA and client certificate, mounted read-only (``core/brokerconn.py`` reads the connection).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import BaseOperator
 
-from airflow_batchjob import queues
+from airflow_batchjob import extras, queues
+from airflow_batchjob._compat import BaseHook
 from airflow_batchjob.core import naming
+from airflow_batchjob.core.brokerconn import TLS_MOUNT_PATH, BrokerConfigError, BrokerConn
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.items import normalize_items
 from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedError
@@ -35,18 +38,29 @@ _DEFAULT_CONN = {"rabbitmq": "rabbitmq_default", "redis": "redis_default"}
 QUEUE_ITEM_BYTES = 16 * 1024 * 1024
 
 
-def broker_url(broker: Broker, conn_id: str) -> str:
-    """The broker URL of an Airflow connection (amqp:// or redis://), credentials included."""
-    conn = BaseHook.get_connection(conn_id)
-    host, port = conn.host or "localhost", conn.port
-    user = urllib.parse.quote(conn.login or "", safe="")
-    password = urllib.parse.quote(conn.password or "", safe="")
-    auth = f"{user}:{password}@" if (user or password) else ""
-    if broker == "rabbitmq":
-        vhost = urllib.parse.quote(conn.schema or "/", safe="")
-        return f"amqp://{auth}{host}:{port or 5672}/{vhost}"
-    db = (conn.extra_dejson or {}).get("db", 0)
-    return f"redis://{auth}{host}:{port or 6379}/{db}"
+def broker_conn(broker: Broker, conn_id: str) -> BrokerConn:
+    """The Airflow connection as a checked :class:`BrokerConn` (TLS files found and loaded).
+
+    A connection that cannot work fails here, before anything is created, with what to fix.
+    """
+    try:
+        return BrokerConn.from_connection(broker, conn_id, BaseHook.get_connection(conn_id))
+    except BrokerConfigError as e:
+        raise InvalidJobTemplateError(str(e)) from None
+
+
+@contextlib.contextmanager
+def open_queue(conn: BrokerConn, name: str) -> Iterator[queues.RedisQueue | queues.RabbitQueue]:
+    """The queue, reached from this machine (inline PEM lives in private temporary files meanwhile)."""
+    with conn.local_url() as url:
+        if conn.broker == "rabbitmq":
+            yield queues.RabbitQueue(queues.rabbit_params_from_url(url), name)
+            return
+        client = queues.redis_from_url(url)
+        try:
+            yield queues.RedisQueue(client, name)
+        finally:
+            client.close()
 
 
 def default_queue_name(context: Context) -> str:
@@ -61,6 +75,13 @@ class QueuePrefillOperator(BaseOperator):
     RabbitMQ: durable queue, persistent messages, publisher confirms, batched. Redis: one
     pipelined transaction. A retried pre-fill leaves each item exactly once. Returns (XCom)
     ``{"broker", "queue", "count"}`` for the Job task.
+
+    :param items: the work items (a list, or templated to one): strings or JSON values.
+    :param broker: ``rabbitmq`` or ``redis``.
+    :param queue_name: the queue (templated); default: unique per DAG run and task.
+    :param conn_id: the broker's Airflow connection (default ``rabbitmq_default`` /
+        ``redis_default``); TLS from its extras (``ssl``, ``ssl_ca_certs``, ``ssl_certfile``,
+        ``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_check_hostname``: ``core/brokerconn.py``).
     """
 
     template_fields: Sequence[str] = ("items", "queue_name")
@@ -77,6 +98,7 @@ class QueuePrefillOperator(BaseOperator):
         super().__init__(**kwargs)
         if broker not in ("rabbitmq", "redis"):
             raise InvalidJobTemplateError(f"broker={broker!r}: use 'rabbitmq' or 'redis'")
+        extras.require(broker)
         if isinstance(items, list):
             self._texts(items)
         self.items = items
@@ -97,12 +119,13 @@ class QueuePrefillOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         texts = self._texts(self.items)
         name = self.queue_name or default_queue_name(context)
-        url = broker_url(self.broker, self.conn_id)
-        if self.broker == "redis":
-            count = queues.RedisQueue(queues.redis_from_url(url), name).prefill(texts)
-        else:
-            count = queues.RabbitQueue(queues.rabbit_params_from_url(url), name).prefill(texts)
-        self.log.info("queue %s on %s holds %d items", name, self.broker, count)
+        conn = broker_conn(self.broker, self.conn_id)
+        with open_queue(conn, name) as queue:
+            count = queue.prefill(texts)
+        tls = " over TLS" if conn.tls else ""
+        self.log.info(
+            "queue %s on %s (%s:%d%s) holds %d items", name, self.broker, conn.host, conn.port, tls, count
+        )
         return {"broker": self.broker, "queue": name, "count": len(texts)}
 
 
@@ -113,10 +136,16 @@ class QueueJobOperator(BatchJobOperator):
         ``parallelism`` workers drain the queue).
     :param queue_name: the queue name (templated; e.g. from the pre-fill task's XCom).
     :param count: items in the queue (``pod_per_item`` only; templated).
+    :param conn_id: the broker's Airflow connection, as for :class:`QueuePrefillOperator`; its URL,
+        and with TLS its CA and client certificate, reach the Pods only in the Job's Secret.
     :param max_attempts: attempts per item before it goes to the dead-letter list.
     :param lease_seconds: Redis lease, renewed while the program runs; a dead worker's item is
         taken again once its lease expires.
     :param fail_on_dead_letter: fail the task when items were dead-lettered (default True).
+    :param broker_tls_mount_path: where a TLS connection's CA, client certificate and key
+        (``ca.crt``, ``tls.crt``, ``tls.key``, from the Job's Secret) are mounted read-only in the
+        worker container, mode 0440; the worker's broker URL names these files. Default
+        ``/etc/batchjob/broker-tls``; change it only if the container uses that path.
 
     Takes the parameters of :class:`BatchJobOperator` for the program (``cmds``/``arguments`` or
     a template) and the Job spec. Returns the Job outcome, queue statistics and ``results``: what
@@ -138,12 +167,14 @@ class QueueJobOperator(BatchJobOperator):
         lease_seconds: int = 30,
         fail_on_dead_letter: bool = True,
         worker_command: Sequence[str] = ("python", "-m", "airflow_batchjob.worker"),
+        broker_tls_mount_path: str = TLS_MOUNT_PATH,
         **kwargs: Any,
     ) -> None:
         if mode not in _BROKER_OF_MODE:
             raise InvalidJobTemplateError(
                 f"mode={mode!r}: use 'pod_per_item' (RabbitMQ) or 'variable' (Redis)"
             )
+        extras.require(_BROKER_OF_MODE[mode])
         if mode == "pod_per_item" and count is None:
             raise InvalidJobTemplateError("mode='pod_per_item' needs count (the number of items queued)")
         if mode == "variable" and count is not None:
@@ -153,6 +184,11 @@ class QueueJobOperator(BatchJobOperator):
         if max_attempts < 1 or lease_seconds < 3 or parallelism < 1:
             raise InvalidJobTemplateError(
                 "max_attempts >= 1, lease_seconds >= 3 and parallelism >= 1 are required"
+            )
+        path = broker_tls_mount_path
+        if not path.startswith("/") or not path.strip("/") or ".." in path.split("/"):
+            raise InvalidJobTemplateError(
+                f"broker_tls_mount_path={path!r}: give an absolute directory path (not /, no '..')"
             )
         kwargs["parallelism"] = parallelism
         if mode == "pod_per_item" and isinstance(count, int):
@@ -167,8 +203,20 @@ class QueueJobOperator(BatchJobOperator):
         self.lease_seconds = lease_seconds
         self.fail_on_dead_letter = fail_on_dead_letter
         self.worker_command = list(worker_command)
+        self.broker_tls_mount_path = broker_tls_mount_path.rstrip("/")
+        self._conn: BrokerConn | None = None
 
-    def build(self, context: Context, namespace: str, **kwargs: Any) -> dict[str, Any]:
+    def broker_conn(self) -> BrokerConn:
+        """The broker connection, read once per operator instance (each call would read the
+        connection and the certificate files again)."""
+        if self._conn is None:
+            self._conn = broker_conn(self.broker, self.conn_id)
+        return self._conn
+
+    def build(
+        self, context: Context, namespace: str, broker: BrokerConn | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """The Job; with ``broker`` (a TLS connection with files) also the Secret volume for them."""
         if self.mode == "pod_per_item":
             count = int(self.count)  # type: ignore[arg-type]
             if count < 0:
@@ -193,6 +241,22 @@ class QueueJobOperator(BatchJobOperator):
                 "valueFrom": {"secretKeyRef": {"name": self.secret_name(name), "key": "url"}},
             }
         )
+        tls = broker.pod_volume(self.secret_name(name), self.broker_tls_mount_path) if broker else None
+        if tls is not None:
+            volume, mount = tls
+            pod = body["spec"]["template"]["spec"]
+            clash = [v["name"] for v in pod.get("volumes") or [] if v.get("name") == volume["name"]] + [
+                m["mountPath"]
+                for m in main.get("volumeMounts") or []
+                if m.get("mountPath", "").rstrip("/") == mount["mountPath"]
+            ]
+            if clash:
+                raise InvalidJobTemplateError(
+                    f"the broker's TLS files need volume {volume['name']!r} at {mount['mountPath']}, "
+                    f"but the template already has {clash[0]!r}: pass another broker_tls_mount_path"
+                )
+            pod.setdefault("volumes", []).append(volume)
+            main.setdefault("volumeMounts", []).append(mount)
         return body
 
     @staticmethod
@@ -200,14 +264,15 @@ class QueueJobOperator(BatchJobOperator):
         return f"{job_name}-broker"
 
     def execute(self, context: Context) -> Any:
+        conn = self.broker_conn()  # a connection that cannot work fails before anything exists
         namespace = self.resolve_namespace()
-        body = self.build(context, namespace)
+        body = self.build(context, namespace, broker=conn)
         name = body["metadata"]["name"]
         hook = self.hook
         secret = {
             "metadata": {"name": self.secret_name(name), "labels": body["metadata"]["labels"]},
             "type": "Opaque",
-            "stringData": {"url": broker_url(self.broker, self.conn_id)},
+            "stringData": conn.secret_data(self.broker_tls_mount_path),
         }
         hook.put_secret(namespace, secret)
         job = self.create_or_adopt(hook, namespace, body, context)
@@ -229,10 +294,8 @@ class QueueJobOperator(BatchJobOperator):
         return not left
 
     def queue_stats(self) -> dict[str, Any]:
-        url = broker_url(self.broker, self.conn_id)
-        if self.broker == "redis":
-            return queues.RedisQueue(queues.redis_from_url(url), str(self.queue_name)).stats()
-        return queues.RabbitQueue(queues.rabbit_params_from_url(url), str(self.queue_name)).stats()
+        with open_queue(self.broker_conn(), str(self.queue_name)) as queue:
+            return queue.stats()
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         if self.resumed_without_event(context, event):
@@ -262,7 +325,5 @@ class QueueJobOperator(BatchJobOperator):
     def queue_results(self) -> list[dict[str, Any]]:
         """What the programs wrote to ``$BATCHJOB_RESULT_FILE``, per item, kept by the worker in the
         broker beside the queue (Redis hash ``<queue>:results``, RabbitMQ queue ``<queue>.results``)."""
-        url = broker_url(self.broker, self.conn_id)
-        if self.broker == "redis":
-            return queues.RedisQueue(queues.redis_from_url(url), str(self.queue_name)).read_results()
-        return queues.RabbitQueue(queues.rabbit_params_from_url(url), str(self.queue_name)).read_results()
+        with open_queue(self.broker_conn(), str(self.queue_name)) as queue:
+            return queue.read_results()

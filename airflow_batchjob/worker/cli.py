@@ -2,9 +2,10 @@
 
 Modes:
 
-- ``rabbitmq --queue Q [--max-attempts 3]``: one message per Pod (URL in ``BATCHJOB_AMQP_URL``).
+- ``rabbitmq --queue Q [--max-attempts 3]``: one message per Pod (URL in ``BATCHJOB_AMQP_URL``,
+  ``amqp://`` or ``amqps://...?ssl_options={...}`` naming the CA and client certificate files).
 - ``redis --queue Q [--lease-seconds 30] [--max-attempts 3]``: lease items until the queue is
-  drained (URL in ``BATCHJOB_REDIS_URL``).
+  drained (URL in ``BATCHJOB_REDIS_URL``, ``redis://`` or ``rediss://...?ssl_ca_certs=...``).
 - ``indexed --items-dir DIR``: the item is ``DIR/$JOB_COMPLETION_INDEX``.
 
 The program gets the item on stdin and in ``ITEM`` (``ITEM_ID`` for queues; ``ITEM_INDEX`` and
@@ -21,10 +22,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from airflow_batchjob.extras import CLIENTS, missing_message
 from airflow_batchjob.worker.run import Stop, check_program, log
 
 MODES = ("rabbitmq", "redis", "indexed")
@@ -168,6 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop.install()
     try:
         return _dispatch(opts, stop)
+    except ModuleNotFoundError as e:
+        if e.name not in CLIENTS.values():
+            raise
+        log(missing_message(opts.mode, "worker"))  # an image built without the broker clients
+        return EXIT_USAGE
     except Exception as e:
         if not _is_broker_error(e):
             raise
@@ -201,4 +209,5 @@ def _dispatch(opts: Options, stop: Stop) -> int:
 
 def _is_broker_error(error: BaseException) -> bool:
     module = type(error).__module__
-    return module.startswith(("redis", "pika"))
+    # pika raises a refused TLS handshake (the broker's certificate not trusted) as ssl's own error
+    return module.startswith(("redis", "pika")) or isinstance(error, ssl.SSLError)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -53,9 +54,14 @@ def run(
 ) -> int:
     url = os.environ.get(URL_ENV)
     if not url:
-        log(f"{URL_ENV} is not set: it holds the amqp:// URL of the broker")
+        log(f"{URL_ENV} is not set: it holds the amqp:// or amqps:// URL of the broker")
         return EXIT_USAGE
-    rq = RabbitQueue(rabbit_params_from_url(url), queue)
+    try:  # an amqps:// URL's CA and client certificate are read here
+        params = rabbit_params_from_url(url)
+    except (OSError, ssl.SSLError) as e:
+        log(f"the TLS files named by {URL_ENV} cannot be used: {type(e).__name__}: {e}")
+        return EXIT_USAGE
+    rq = RabbitQueue(params, queue)
     conn = rq.connect()
     try:
         return _consume_one(conn, rq, max_attempts, program, stop, termination_log)

@@ -77,7 +77,7 @@ def run(
 ) -> int:
     url = os.environ.get(URL_ENV)
     if not url:
-        log(f"{URL_ENV} is not set: it holds the redis:// URL of the broker")
+        log(f"{URL_ENV} is not set: it holds the redis:// or rediss:// URL of the broker")
         return EXIT_USAGE
     q = RedisQueue(redis_from_url(url), queue)
     me = worker_id()
