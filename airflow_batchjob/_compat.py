@@ -24,7 +24,7 @@ else:
             AirflowOptionalProviderFeatureException,
             AirflowSensorTimeout,
         )
-    except ImportError:  # Airflow < 3.1: the task SDK did not define them yet
+    except ImportError:  # Airflow < 3.2: the task SDK did not define them yet
         from airflow.exceptions import (
             AirflowException,
             AirflowFailException,
@@ -42,7 +42,7 @@ try:
         API_RETRY_WAIT_MAX,
         API_RETRY_WAIT_MIN,
     )
-except ImportError:  # cncf.kubernetes < 10.4: the same settings, read the same way
+except ImportError:  # cncf.kubernetes < 10.11: the same settings, read the same way
     from airflow.configuration import conf
 
     API_RETRIES = conf.getint("workers", "api_retries", fallback=5)

@@ -215,6 +215,15 @@ def rabbit_params_from_url(url: str) -> pika.URLParameters:
     return params
 
 
+def _pool_connection(pool: Any) -> Any:
+    """A connection from a redis-py pool: 5.3+ takes no argument (and warns on one), older need one."""
+    import redis
+
+    if tuple(int(p) for p in redis.__version__.split(".")[:2]) < (5, 3):
+        return pool.get_connection("WATCH")  # the command name; only a cluster pool routes by it
+    return pool.get_connection()
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced, for messages: credentials are never printed."""
     parts = urllib.parse.urlsplit(url)
@@ -401,7 +410,7 @@ class RedisQueue:
         marker = json.dumps({"count": len(texts), "fingerprint": print_}, separators=(",", ":"))
         pool: Any = self.client.connection_pool
         for _ in range(5):
-            conn = pool.get_connection()
+            conn = _pool_connection(pool)
             staging = f"{self.name}:staging:{os.urandom(8).hex()}"
             try:
                 conn.send_command("WATCH", self.marker)

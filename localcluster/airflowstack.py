@@ -89,6 +89,9 @@ class AirflowStack:
                 # A test stack: every caller is admin, and the API hands out tokens without a login.
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                # Each task process imports the DAG file (and the kubernetes client) itself; with a
+                # dozen starting at once on 2 cores, Airflow 3.0's took over the default 30 s.
+                "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
                 "PYTHONPATH": os.pathsep.join([str(ROOT), str(dags_folder)]),

@@ -29,10 +29,11 @@ mypy
 # not the node), and the unit and broker tests (no cluster).
 REAL_LANE=(-m "real_node and not agent_node" tests/cluster)
 AGENT_LANE=(-m "not real_node or agent_node" tests)
-# The floor lane: the oldest Airflow and cncf.kubernetes pyproject.toml allows (scripts/floors.sh),
-# the unit tests and a DAG that defers through every operator and waits in the worker, on the real
-# scheduler, executor and triggerer of those versions. It runs on the agent's cluster after its lane.
-FLOOR_LANE=(tests/unit tests/stack/test_defer_race.py::test_short_deferred_jobs_never_lose_a_try)
+# The floor lane: the oldest Airflow, cncf.kubernetes, pika and redis pyproject.toml allows
+# (scripts/floors.sh): the unit and broker tests, and a DAG that defers through every operator and
+# waits in the worker, on the real scheduler, executor and triggerer of those versions. It runs on
+# the agent's cluster after the agent's lane.
+FLOOR_LANE=(tests/unit tests/brokers tests/stack/test_defer_race.py::test_short_deferred_jobs_never_lose_a_try)
 
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
 AGENT_DIR="$CACHE/clusters/test-$$"

@@ -114,7 +114,7 @@ def test_prefill_that_dies_after_staging_changes_nothing_visible(
 ) -> None:
     """All or nothing: a pre-fill killed between staging and commit leaves the old queue as it was."""
     queue.prefill(["old-1", "old-2"])
-    conn = client.connection_pool.get_connection()
+    conn = queues._pool_connection(client.connection_pool)
     texts = [f"new-{i}" for i in range(5_000)]
     staging = f"{queue.name}:staging:dead0000"
     queue._stage(conn, staging, texts, [json.dumps(t) for t in texts], 1_000)

@@ -13,7 +13,7 @@ import pytest
 
 try:
     from airflow.dag_processing.dagbag import DagBag
-except ImportError:  # Airflow < 3.1 (the floor lane)
+except ImportError:  # Airflow < 3.2 (the floor lane)
     from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
 from tests.unit.test_example_dags import EXAMPLES, EXPECTED

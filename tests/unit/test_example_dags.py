@@ -8,7 +8,7 @@ import pytest
 
 try:
     from airflow.dag_processing.dagbag import DagBag
-except ImportError:  # Airflow < 3.1 (the floor lane)
+except ImportError:  # Airflow < 3.2 (the floor lane)
     from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
