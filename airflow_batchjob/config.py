@@ -64,6 +64,14 @@ OPTIONS: dict[str, Option] = {
     "diagnose_interval": Option(
         "float", "30", "Default of the operators' diagnose_interval: seconds between repeated explanations."
     ),
+    "default_ttl_seconds_after_finished": Option(
+        "integer",
+        "604800",
+        "ttlSecondsAfterFinished of a Job whose task and template set none: the TTL controller "
+        "deletes the finished Job and its Pods this long after it finished (held back until the "
+        "task has read what it reports). Without one, a daily 1,000-item group leaves 1,000 Jobs "
+        "and their Pods behind every day. -1: no TTL (Jobs stay until deleted).",
+    ),
     "max_summary_pods": Option(
         "integer",
         "2000",

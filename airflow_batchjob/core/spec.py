@@ -333,14 +333,18 @@ def build_job(
 # Validation
 
 
-def hold_ttl(body: JsonDict) -> None:
+def hold_ttl(body: JsonDict, default: int | None = None) -> None:
     """Move ``ttlSecondsAfterFinished`` into an annotation until the task has read the outcome.
 
     The TTL controller deletes a finished Job (and its Pods) that long after it finished: with a
     short TTL, the failed Pods' logs, an Indexed Job's per-index results or a group's rows would
     be gone before the task reads them. The operator sets the field once it has (``held_ttl``).
+    ``default`` (``[batchjob] default_ttl_seconds_after_finished``) is the TTL of a body that
+    has none; negative means none.
     """
     ttl = (body.get("spec") or {}).pop("ttlSecondsAfterFinished", None)
+    if ttl is None and default is not None and default >= 0:
+        ttl = default
     if ttl is not None:
         body.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_HELD_TTL] = str(ttl)
 

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from airflow_batchjob import config
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobOutcome
@@ -358,7 +359,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
             )
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {task_id}: {e}") from e
-        hold_ttl(body)
+        hold_ttl(body, config.get("default_ttl_seconds_after_finished"))
         add_result_env(body)
         return body
 

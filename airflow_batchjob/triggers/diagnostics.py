@@ -26,12 +26,14 @@ from airflow_batchjob.core.diagnose import (
     parallelism_of,
     pending_violation,
 )
-from airflow_batchjob.hooks.watch import ClientFactory, Job, Matcher, Subscription, subscription
+from airflow_batchjob.core.watchscope import Scope
+from airflow_batchjob.hooks.watch import ClientFactory, Job, Subscription, subscription
 from airflow_batchjob.triggers.podlogs import LogSettings, PodLogs
 
 GRACE_SECONDS = 5.0  # a gap shorter than this is ordinary start-up, not worth two more watches
 MAX_LINES = 12
 LOOK_EVERY = 2.0  # seconds between two diagnoses of the same wait
+MAX_UIDS = 100  # Jobs whose Pods are selected by uid; a larger group by the wait's Pod selector
 _AGE = re.compile(r" for \d+s")
 
 
@@ -50,6 +52,7 @@ class WaitDiagnostics:
         pending_timeout: float | None = None,
         enabled: bool = True,
         grace: float = GRACE_SECONDS,
+        pod_scope: Scope | None = None,
     ) -> None:
         self.conn_id, self.namespace, self.factory, self.queue = conn_id, namespace, factory, queue
         self.progress = progress
@@ -72,12 +75,17 @@ class WaitDiagnostics:
         self.logs: PodLogs | None = None  # set by ``watched`` when the wait shows Pod logs
         self.final_status: str | None = None
         self.log_pods: Subscription | None = None
+        self.pod_scope = pod_scope
+        self._diag_stack: contextlib.AsyncExitStack | None = None
+        self._covered: frozenset[str] = frozenset()
 
     async def __aenter__(self) -> WaitDiagnostics:
         await self._stack.__aenter__()
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        if self._diag_stack is not None:
+            await self._diag_stack.aclose()
         await self._stack.__aexit__(*exc)
 
     @property
@@ -85,20 +93,33 @@ class WaitDiagnostics:
         return self.pods is not None
 
     async def _start(self) -> None:
-        def pod_match(pod: Job) -> bool:
-            return (pod["metadata"].get("labels") or {}).get(CONTROLLER_UID) in self.uids
-
-        def event_match(ev: Job) -> bool:
-            involved = ev.get("involvedObject") or {}
-            return involved.get("kind") == "Job" and involved.get("uid") in self.uids
-
-        ctx = self._stack.enter_async_context
+        """Join the Pod and Event watches for the Jobs seen so far (again when more Jobs appear)."""
+        if self._diag_stack is not None:
+            await self._diag_stack.aclose()
+        self._diag_stack = stack = contextlib.AsyncExitStack()
+        uids = sorted(self.uids)
+        self._covered = frozenset(uids)
+        ctx = stack.enter_async_context
+        # Only these Jobs' Pods and Events are listed, never the namespace's: by their uid, or by
+        # the wait's own Pod selector for a large group (a selector of 1,000 uids is a long URL).
+        if len(uids) <= MAX_UIDS or self.pod_scope is None:
+            pods = Scope(selector=f"{CONTROLLER_UID} in ({','.join(uids)})")
+        else:
+            pods = self.pod_scope
         self.pods = await ctx(
-            subscription(self.conn_id, self.namespace, pod_match, self.factory, kind="pods", queue=self.queue)
+            subscription(self.conn_id, self.namespace, pods, self.factory, kind="pods", queue=self.queue)
         )
+        # A field selector holds one uid; several Jobs' FailedCreate events are few (1 h TTL).
+        one = f",involvedObject.uid={uids[0]}" if len(uids) == 1 else ""
         self.events = await ctx(
             subscription(
-                self.conn_id, self.namespace, event_match, self.factory, kind="events", queue=self.queue
+                self.conn_id,
+                self.namespace,
+                Scope(fields=f"involvedObject.kind=Job{one}"),
+                self.factory,
+                kind="events",
+                queue=self.queue,
+                where=lambda ev: (ev.get("involvedObject") or {}).get("uid") in self.uids,
             )
         )
 
@@ -139,6 +160,9 @@ class WaitDiagnostics:
                 return None
             await self._start()
             return None  # the watches' first lists wake the waiter again
+        if not self.uids <= self._covered:  # more Jobs than the watches were joined for
+            await self._start()
+            return None
         if self._gap_since is None:
             self._gap_since = now
         if now < self._next_look:  # a fan-out sends many event batches: look at most every few seconds
@@ -242,7 +266,7 @@ class WaitDiagnostics:
 async def watched(
     conn_id: str,
     namespace: str,
-    match: Matcher,
+    scope: Scope,
     factory: ClientFactory,
     *,
     progress: Callable[[str], None] | None,
@@ -251,17 +275,17 @@ async def watched(
     enabled: bool,
     keep_deleted: bool = False,
     logs: LogSettings | None = None,
-    pod_match: Matcher | None = None,
+    pod_scope: Scope | None = None,
 ) -> AsyncIterator[tuple[Subscription, WaitDiagnostics]]:
-    """The Jobs ``match`` selects from the shared watch, and their diagnostics, on one wake-up queue.
+    """The Jobs in ``scope`` from the shared watch, and their diagnostics, on one wake-up queue.
 
-    With ``logs`` (and ``pod_match``, which selects the wait's Pods), the Pods' logs are followed
+    With ``logs`` (and ``pod_scope``, which selects the wait's Pods), the Pods' logs are followed
     into ``progress`` while the wait runs (``triggers/podlogs.py``).
     """
     queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
     async with contextlib.AsyncExitStack() as stack:
         sub = await stack.enter_async_context(
-            subscription(conn_id, namespace, match, factory, queue=queue, keep_deleted=keep_deleted)
+            subscription(conn_id, namespace, scope, factory, queue=queue, keep_deleted=keep_deleted)
         )
         diag = await stack.enter_async_context(
             WaitDiagnostics(
@@ -273,11 +297,12 @@ async def watched(
                 interval=interval,
                 pending_timeout=pending_timeout,
                 enabled=enabled,
+                pod_scope=pod_scope,
             )
         )
-        if logs is not None and logs.enabled and pod_match is not None and progress is not None:
+        if logs is not None and logs.enabled and pod_scope is not None and progress is not None:
             pods = await stack.enter_async_context(
-                subscription(conn_id, namespace, pod_match, factory, kind="pods", queue=queue)
+                subscription(conn_id, namespace, pod_scope, factory, kind="pods", queue=queue)
             )
             diag.logs, diag.log_pods = PodLogs(pods.api, namespace, progress, logs), pods
         try:

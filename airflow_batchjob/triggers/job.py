@@ -19,15 +19,18 @@ from airflow.triggers.base import TriggerEvent
 from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from airflow_batchjob.core.selector import parse_selector, selector_matches
+from airflow_batchjob.core.diagnose import CONTROLLER_UID
 from airflow_batchjob.core.wait import Verdict, WaitFor, check
+from airflow_batchjob.core.watchscope import Scope
 from airflow_batchjob.hooks.batchjob import async_api_client
-from airflow_batchjob.hooks.watch import ClientFactory, Job
+from airflow_batchjob.hooks.watch import ClientFactory
 from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults, settle, settle_seconds
 from airflow_batchjob.triggers.diagnostics import watched
 from airflow_batchjob.triggers.podlogs import LogSettings
 
 log = logging.getLogger(__name__)
+
+JOB_NAME = "batch.kubernetes.io/job-name"  # the Job controller's label on its Pods
 
 # Event statuses: "met" (goal reached; for the default goal the Job may have succeeded or failed,
 # see the outcome's state), "failed" (a fail_on condition, or the goal can no longer happen),
@@ -81,21 +84,14 @@ async def wait_for_job(
     wait = wait or WaitFor()
     if bool(job_name) == bool(label_selector):
         raise ValueError("pass exactly one of job_name and label_selector")
-    selector = parse_selector(label_selector) if label_selector else ()
-
-    def match(job: Job) -> bool:
-        meta = job["metadata"]
-        if job_name:
-            return bool(meta["name"] == job_name)
-        return selector_matches(selector, meta.get("labels"))
-
-    def pod_match(pod: Job) -> bool:  # the Pods of the Job waited on (their labels carry its name)
-        labels = pod["metadata"].get("labels") or {}
-        if job_name:
-            return bool(labels.get("batch.kubernetes.io/job-name") == job_name) and (
-                job_uid is None or labels.get("batch.kubernetes.io/controller-uid") == job_uid
-            )
-        return selector_matches(selector, labels)
+    # What is listed and watched: this Job (by name or selector) and, for logs, its Pods (the Job
+    # controller labels them with the Job's name and uid). A bad selector is refused here.
+    if job_name:
+        scope = Scope(name=job_name)
+        of_uid = f",{CONTROLLER_UID}={job_uid}" if job_uid else ""
+        pod_scope = Scope(selector=f"{JOB_NAME}={job_name}{of_uid}")
+    else:
+        scope = pod_scope = Scope(selector=label_selector or "")
 
     what = f"{namespace}/{job_name}" if job_name else f"Job with labels {label_selector!r} in {namespace}"
     say = ProgressLog(progress, progress_interval)
@@ -103,7 +99,7 @@ async def wait_for_job(
     async with watched(
         kubernetes_conn_id,
         namespace,
-        match,
+        scope,
         client_factory,
         progress=progress,
         interval=diagnose_interval,
@@ -111,7 +107,7 @@ async def wait_for_job(
         enabled=diagnostics,
         keep_deleted=True,
         logs=LogSettings.from_dict(logs),
-        pod_match=pod_match,
+        pod_scope=pod_scope,
     ) as (sub, diag):
 
         def event(status: str, message: str, job: dict[str, Any] | None) -> dict[str, Any]:

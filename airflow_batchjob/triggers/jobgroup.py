@@ -19,10 +19,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from airflow_batchjob.core.group import GroupGoal, judge_group, progress_of, to_resume, with_deleted
 from airflow_batchjob.core.outcome import outcome_from_job
-from airflow_batchjob.core.selector import parse_selector, selector_matches
 from airflow_batchjob.core.wait import Verdict
+from airflow_batchjob.core.watchscope import Scope
 from airflow_batchjob.hooks.batchjob import async_api_client
-from airflow_batchjob.hooks.watch import ClientFactory, Job
+from airflow_batchjob.hooks.watch import ClientFactory
 from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults, settle, settle_seconds
 from airflow_batchjob.triggers.diagnostics import watched
 from airflow_batchjob.triggers.podlogs import LogSettings
@@ -63,19 +63,15 @@ async def wait_for_group(
     ``diagnostics`` and ``pending_timeout`` work as in ``wait_for_job``, over all the group's Jobs.
     """
     goal = goal or GroupGoal()
-    selector = parse_selector(label_selector)
-
-    def match(job: Job) -> bool:  # the group's Jobs; their Pods carry the same labels
-        return selector_matches(selector, job["metadata"].get("labels"))
-
-    pod_match = match
+    # The group's Jobs; their Pods carry the same labels. A bad selector is refused here.
+    scope = Scope(selector=label_selector)
 
     say = ProgressLog(progress, progress_interval)
     resumed: set[str] = set()
     async with watched(
         kubernetes_conn_id,
         namespace,
-        match,
+        scope,
         client_factory,
         progress=progress,
         interval=diagnose_interval,
@@ -83,7 +79,7 @@ async def wait_for_group(
         enabled=diagnostics,
         keep_deleted=True,
         logs=LogSettings.from_dict(logs),
-        pod_match=pod_match,
+        pod_scope=scope,
     ) as (sub, diag):
 
         def event(status: str, message: str, counts: dict[str, Any]) -> dict[str, Any]:

@@ -144,9 +144,23 @@ def test_rabbitmq_pod_per_item_over_tls(
     assert results(tmp_path) == Counter(items), "each item exactly once"
     ret = result["consume"]["xcom"]["return_value"]
     assert ret["queue"]["pending"] == 0 and ret["queue"]["dead"] == 0
-    assert sorted(r["result"] for r in ret["results"]) == sorted(f"ok {i}" for i in items)
     assert "over TLS" in out
-    check_secret_and_specs(api_client, namespace, ret["name"], tls_cluster, "amqps")
+    check_tls_run(ret, out, items, api_client, namespace, tls_cluster, tmp_path, "amqps")
+
+
+def check_tls_run(
+    ret: dict[str, Any],
+    out: str,
+    items: list[str],
+    api_client: Any,
+    namespace: str,
+    tls_cluster: Any,
+    tmp_path: Path,
+    scheme: str,
+) -> None:
+    """What both modes share: every item's result, the Secret and specs, the Pod side, no credential shown."""
+    assert sorted(r["result"] for r in ret["results"]) == sorted(f"ok {i}" for i in items)
+    check_secret_and_specs(api_client, namespace, ret["name"], tls_cluster, scheme)
     check_pod_side(tmp_path, tls_cluster)
     for secret_text in never_shown(tls_cluster):
         assert secret_text not in out, "a credential in the task log"
@@ -168,11 +182,7 @@ def test_redis_variable_over_tls(
     assert results(tmp_path) == Counter(items)
     ret = result["consume"]["xcom"]["return_value"]
     assert ret["queue"]["done"] == 6 and ret["queue"]["pending"] == 0 and ret["queue"]["processing"] == 0
-    assert sorted(r["result"] for r in ret["results"]) == sorted(f"ok {i}" for i in items)
-    check_secret_and_specs(api_client, namespace, ret["name"], tls_cluster, "rediss")
-    check_pod_side(tmp_path, tls_cluster)
-    for secret_text in never_shown(tls_cluster):
-        assert secret_text not in out, "a credential in the task log"
+    check_tls_run(ret, out, items, api_client, namespace, tls_cluster, tmp_path, "rediss")
 
 
 def test_missing_certificate_fails_before_anything_is_created(

@@ -74,6 +74,26 @@ def test_single_job_ttl_zero_still_reports_its_outcome(run_dag: Any, api_client:
     _gone(api_client, namespace)
 
 
+@pytest.mark.parametrize("default", ["", "-1"], ids=["deployment-default", "turned-off"])
+def test_jobs_without_a_ttl_get_the_deployments_default(
+    run_dag: Any, api_client: Any, namespace: str, default: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finished Jobs do not pile up: a task that sets no TTL gets ``[batchjob] default_ttl_...``."""
+    if default:
+        monkeypatch.setenv("AIRFLOW__BATCHJOB__DEFAULT_TTL_SECONDS_AFTER_FINISHED", default)
+    with new_dag("ttl_default") as dag:
+        BatchJobOperator(task_id="one", namespace=namespace, image="busybox:1.36", cmds=["true"])
+        JobGroupOperator(
+            task_id="group", namespace=namespace, items=["a", "b"], image="busybox:1.36", cmds=["true"]
+        )
+    result = run_dag(dag)
+    assert {t: r["state"] for t, r in result.items()} == {"one": "success", "group": "success"}, result
+    jobs = jobs_in(api_client, namespace)
+    assert len(jobs) == 3
+    expected = None if default == "-1" else 7 * 24 * 3600
+    assert [j.spec.ttl_seconds_after_finished for j in jobs] == [expected] * 3
+
+
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
 def test_failed_job_with_ttl_zero_still_shows_its_pod_log(
     run_dag: Any, api_client: Any, namespace: str, deferrable: bool, capfd: pytest.CaptureFixture[str]

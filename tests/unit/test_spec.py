@@ -601,3 +601,14 @@ def test_hold_ttl_leaves_a_job_without_ttl_alone() -> None:
     before = copy.deepcopy(body)
     hold_ttl(body)
     assert body == before and held_ttl(body) is None
+    hold_ttl(body, -1)  # the deployment turned the default TTL off
+    assert body == before and held_ttl(body) is None
+
+
+def test_hold_ttl_gives_the_default_only_to_a_job_without_one() -> None:
+    body = minimal_job()
+    hold_ttl(body, 604800)
+    assert held_ttl(body) == 604800 and "ttlSecondsAfterFinished" not in body["spec"]
+    own = minimal_job(ttlSecondsAfterFinished=60)
+    hold_ttl(own, 604800)
+    assert held_ttl(own) == 60
