@@ -112,6 +112,22 @@ def namespace(st: lc.State, prefix: str) -> Iterator[str]:
         core.delete_namespace(name, propagation_policy="Background")
 
 
+def peer_trigger(name: str, namespace: str, **kwargs: Any) -> Any:
+    """The peer's ``KubernetesJobTrigger`` on one Job, as ``KubernetesJobOperator`` defers to it
+    (its default ``poll_interval``, 10 s; no Pods of its own to follow)."""
+    from airflow.providers.cncf.kubernetes.triggers.job import KubernetesJobTrigger
+
+    return KubernetesJobTrigger(
+        job_name=name,
+        job_namespace=namespace,
+        pod_names=[],
+        pod_namespace=namespace,
+        base_container_name="main",
+        kubernetes_conn_id="kubernetes_default",
+        **kwargs,
+    )
+
+
 def sleeper_job(name: str, seconds: int) -> dict[str, Any]:
     """A Job whose one Pod runs ``sleep <seconds>`` (a real process started by the node agent)."""
     return {

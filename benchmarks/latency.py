@@ -140,7 +140,6 @@ async def run_ours(namespace: str, jobs: int, stagger: float) -> dict[str, dict[
 
 
 async def run_peer(namespace: str, jobs: int, stagger: float, jitter: float) -> dict[str, dict[str, Any]]:
-    from airflow.providers.cncf.kubernetes.triggers.job import KubernetesJobTrigger
 
     from airflow_batchjob.hooks.batchjob import async_api_client
 
@@ -153,16 +152,7 @@ async def run_peer(namespace: str, jobs: int, stagger: float, jitter: float) -> 
             await _create(api, namespace, name)
             if jitter:  # a deferral delay: the trigger starts polling at a random phase
                 await asyncio.sleep(rng.uniform(0, jitter))
-            trigger = KubernetesJobTrigger(
-                job_name=name,
-                job_namespace=namespace,
-                pod_names=[],
-                pod_namespace=namespace,
-                base_container_name="main",
-                kubernetes_conn_id="kubernetes_default",
-                get_logs=False,
-                do_xcom_push=False,
-            )  # poll_interval: its default (10 s)
+            trigger = c.peer_trigger(name, namespace, get_logs=False, do_xcom_push=False)
             async for event in trigger.run():
                 returned = time.time()
                 return name, {

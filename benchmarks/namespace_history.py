@@ -89,7 +89,6 @@ def child(contender: str, namespace: str, names: list[str], timeout: float) -> i
         logging.getLogger(name).setLevel(logging.ERROR)
     if contender == "before":  # the package as it was (``--before-src``), e.g. from ``git archive``
         sys.path.insert(0, os.environ["BENCH_BEFORE_SRC"])
-    from airflow.providers.cncf.kubernetes.triggers.job import KubernetesJobTrigger
 
     from airflow_batchjob.triggers.job import JobTrigger
 
@@ -101,14 +100,7 @@ def child(contender: str, namespace: str, names: list[str], timeout: float) -> i
         if contender.startswith("ours") or contender == "before":
             extra = {"logs": logs} if contender == "ours-logs" else {}
             return JobTrigger(namespace=namespace, job_name=name, diagnostics=True, settle_seconds=0, **extra)
-        return KubernetesJobTrigger(
-            job_name=name,
-            job_namespace=namespace,
-            pod_names=[],
-            pod_namespace=namespace,
-            base_container_name="main",
-            kubernetes_conn_id="kubernetes_default",
-        )
+        return c.peer_trigger(name, namespace)
 
     import psutil
 

@@ -59,7 +59,6 @@ def child(contender: str, namespace: str, n: int, port: int, timeout: float, dia
 
     for name in ("airflow", "kubernetes_asyncio", "airflow_batchjob", "asyncio"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    from airflow.providers.cncf.kubernetes.triggers.job import KubernetesJobTrigger
 
     from airflow_batchjob.triggers.job import JobTrigger
 
@@ -82,14 +81,7 @@ def child(contender: str, namespace: str, n: int, port: int, timeout: float, dia
             return JobTrigger(namespace=namespace, job_name=name, diagnostics=diagnostics)
         if contender == "ours-logs":  # and with the Pod log streams operators turn on (get_logs)
             return JobTrigger(namespace=namespace, job_name=name, diagnostics=diagnostics, logs=logs)
-        return KubernetesJobTrigger(
-            job_name=name,
-            job_namespace=namespace,
-            pod_names=[],
-            pod_namespace=namespace,
-            base_container_name="main",
-            kubernetes_conn_id="kubernetes_default",
-        )
+        return c.peer_trigger(name, namespace)
 
     async def main() -> dict[str, Any]:
         events: dict[str, Any] = {}
