@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's provider manager (entry point ``apache_airflow_provider``)."""
     from airflow_batchjob.config import provider_config
+    from airflow_batchjob.core.brokerconn import RABBITMQ_FORM
 
     return {
         "package-name": "airflow-batchjob",
@@ -54,7 +55,29 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Kubernetes Batch Jobs",
-                "python-modules": ["airflow_batchjob.hooks.batchjob", "airflow_batchjob.hooks.watch"],
+                "python-modules": [
+                    "airflow_batchjob.hooks.batchjob",
+                    "airflow_batchjob.hooks.watch",
+                    "airflow_batchjob.hooks.rabbitmq",
+                ],
             }
+        ],
+        # RabbitMQ has no Airflow provider; Redis connections are the Redis provider's type. Airflow
+        # 3.3 reads the form from here, older ones from the hooks' get_ui_field_behaviour.
+        "connection-types": [
+            {
+                "hook-class-name": f"airflow_batchjob.hooks.rabbitmq.{hook}",
+                "hook-name": name,
+                "connection-type": conn_type,
+                "ui-field-behaviour": {
+                    "hidden-fields": RABBITMQ_FORM["hidden_fields"],
+                    "relabeling": RABBITMQ_FORM["relabeling"],
+                    "placeholders": RABBITMQ_FORM["placeholders"],
+                },
+            }
+            for hook, name, conn_type in (
+                ("RabbitMQHook", "RabbitMQ (airflow-batchjob)", "amqp"),
+                ("RabbitMQTLSHook", "RabbitMQ over TLS (airflow-batchjob)", "amqps"),
+            )
         ],
     }

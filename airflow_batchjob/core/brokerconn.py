@@ -35,6 +35,18 @@ _VERIFY = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none":
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
 
+# The RabbitMQ connection form (Airflow's field behaviour): provider info and the hooks share it.
+RABBITMQ_FORM: dict[str, Any] = {
+    "hidden_fields": [],
+    "relabeling": {"schema": "Virtual host", "login": "User"},
+    "placeholders": {
+        "port": "5672 (5671 with TLS)",
+        "schema": "/",
+        "extra": '{"ssl": true, "ssl_ca_certs": "/etc/ssl/broker/ca.crt"}',
+    },
+}
+
+
 class BrokerConfigError(ValueError):
     """A broker connection that cannot work; the message names the connection and what to fix."""
 

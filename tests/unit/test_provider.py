@@ -72,3 +72,23 @@ def test_settings_are_read_through_airflows_conf(monkeypatch: pytest.MonkeyPatch
 def test_airflow_providers_get_shows_the_documentation_url(tmp_path: Path) -> None:
     out = _airflow(tmp_path, "providers", "get", "airflow-batchjob", "--full", "-o", "json")
     assert "https://pypi.org/project/airflow-batchjob/" in out
+
+
+def test_the_rabbitmq_connection_types_are_registered_with_their_form() -> None:
+    import inspect
+
+    from airflow import providers_manager
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_batchjob.hooks.rabbitmq import RabbitMQHook
+
+    manager = ProvidersManager()
+    # Newer Airflow reads the form from provider info; older, from the hook (only with the FAB UI).
+    form_in_provider_info = "ui-field-behaviour" in inspect.getsource(providers_manager)
+    assert RabbitMQHook.get_ui_field_behaviour()["relabeling"]["schema"] == "Virtual host"
+    for conn_type, hook in (("amqp", "RabbitMQHook"), ("amqps", "RabbitMQTLSHook")):
+        info = manager.hooks[conn_type]
+        assert info is not None and info.hook_class_name == f"airflow_batchjob.hooks.rabbitmq.{hook}"
+        assert info.package_name == "airflow-batchjob"
+        if form_in_provider_info:
+            assert manager.field_behaviours[conn_type]["relabeling"]["schema"] == "Virtual host"
