@@ -149,6 +149,17 @@ def raw_id(data: bytes) -> str:
 # -- connections -----------------------------------------------------------------------------
 
 
+def _take_query(url: str, key: str) -> tuple[list[str], str]:
+    """The values of one query argument, and the URL without it (the rest kept in order)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query)
+    values = [v for k, v in query if k == key]
+    if not values:
+        return [], url
+    rest = urllib.parse.urlencode([(k, v) for k, v in query if k != key])
+    return values, urllib.parse.urlunsplit(parts._replace(query=rest))
+
+
 def redis_from_url(url: str) -> redis.Redis:
     """A Redis client for ``redis://[:password@]host:port/db`` or ``rediss://`` (bytes responses:
     envelopes stay exact). TLS options are query arguments (``ssl_ca_certs``, ``ssl_certfile``,
@@ -156,13 +167,9 @@ def redis_from_url(url: str) -> redis.Redis:
     import redis
 
     kwargs: dict[str, Any] = {}
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qsl(parts.query)
-    check = [v for k, v in query if k == "ssl_check_hostname"]
+    check, url = _take_query(url, "ssl_check_hostname")
     if check:  # older redis-py passes the string "false" on, which is true: give it a bool
         kwargs["ssl_check_hostname"] = check[-1].lower() in ("true", "1", "yes")
-        rest = [(k, v) for k, v in query if k != "ssl_check_hostname"]
-        url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
     # No blocking commands are used, so a reply slower than socket_timeout means a dead connection.
     return redis.Redis.from_url(
         url,
@@ -189,11 +196,10 @@ def rabbit_params_from_url(url: str) -> pika.URLParameters:
     if parts.scheme == "amqps" and "ssl_options" in query:
         # pika's own option names, read here: pika needs a CA file and cannot turn off the
         # hostname check or peer verification from a URL (core/brokerconn.py writes these).
-        tls = ast.literal_eval(query["ssl_options"][0])
+        options, url = _take_query(url, "ssl_options")
+        tls = ast.literal_eval(options[0])
         if not isinstance(tls, dict):
             raise ValueError("ssl_options in an amqps:// URL must be a dict")
-        rest = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "ssl_options"]
-        url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
     params = pika.URLParameters(url)
     if tls is not None:
         from airflow_batchjob.core.brokerconn import client_ssl_context
