@@ -53,8 +53,10 @@ class AirflowStack:
     """The services on a private ``AIRFLOW_HOME`` (kept on failure for its logs).
 
     :param profile: ``local`` (LocalExecutor, SQLite, one triggerer) or ``ha`` (PostgreSQL,
-        CeleryExecutor with two workers, two triggerers of ``triggerer_capacity`` triggers each,
-        so that many deferred tasks spread over both).
+        CeleryExecutor with two workers, two triggerers).
+    :param triggerer_capacity: the triggers each triggerer runs at most; in the ``ha`` profile a
+        pair gives ``triggerer-1`` and ``triggerer-2`` their own, so that a test can make the
+        triggers spread over both (more than the first can hold) and still all fit on the second.
     """
 
     def __init__(
@@ -63,7 +65,7 @@ class AirflowStack:
         env: dict[str, str] | None = None,
         parallelism: int = 8,
         profile: str = "local",
-        triggerer_capacity: int = 1000,
+        triggerer_capacity: int | tuple[int, int] = 1000,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
@@ -106,13 +108,15 @@ class AirflowStack:
                     "AIRFLOW__CELERY__RESULT_BACKEND": self.servers.celery_result_backend,
                     # Two workers share the executor's slots (each prefork child is a whole Airflow).
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(max(2, parallelism // 2)),
-                    "AIRFLOW__TRIGGERER__CAPACITY": str(triggerer_capacity),
                     # Failover within seconds, not the default half minute or five minutes.
                     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
                     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
                 }
             )
         self.env.update(env or {})
+        if isinstance(triggerer_capacity, int):
+            triggerer_capacity = (triggerer_capacity, triggerer_capacity)
+        self.triggerer_capacity = triggerer_capacity
         self.services = self._services()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -128,7 +132,8 @@ class AirflowStack:
         services = {svc: [svc] for svc in ("api-server", "scheduler", "dag-processor")}
         for i in (1, 2):
             # Two of each on one machine: no log servers (their ports would clash), own pid files.
-            services[f"triggerer-{i}"] = ["triggerer", "--skip-serve-logs"]
+            capacity = str(self.triggerer_capacity[i - 1])
+            services[f"triggerer-{i}"] = ["triggerer", "--skip-serve-logs", "--capacity", capacity]
             services[f"celery-worker-{i}"] = [
                 "celery", "worker", "--skip-serve-logs", "--celery-hostname", f"worker{i}@%h",
                 "--pid", str(self.home / f"celery-worker-{i}.pid"),

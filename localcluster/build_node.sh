@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Build a real node's binaries from the Go module proxy into a versioned cache (issue 18).
 #
-# Outputs: $BATCHJOB_CACHE/node-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-cni-$CNI_VERSION/
-#   bin/{kubelet,containerd,containerd-shim-runc-v2,ctr,pause}, cni/{bridge,host-local,loopback}.
+# Outputs: $BATCHJOB_CACHE/node-containerd-$CONTAINERD_VERSION-cni-$CNI_VERSION/
+#   bin/{containerd,containerd-shim-runc-v2,ctr,pause}, cni/{bridge,host-local,loopback}.
+# The kubelet is built by build.sh, with the control plane whose dependencies it shares.
 # pause is ours (below): the sandbox container's process, baked into the local pause image.
 # runc comes from Debian (apt-get install runc, done by scripts/setup.sh). A warm cache returns at
 # once. Nothing upstream is committed: the wrapper modules are written to a scratch directory.
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-v1.37.2}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 CNI_VERSION=${CNI_VERSION:-v1.10.0}
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
-OUT=$CACHE/node-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-cni-$CNI_VERSION
+OUT=$CACHE/node-containerd-$CONTAINERD_VERSION-cni-$CNI_VERSION
 STAMP=$OUT/.built
 
 if [[ -f $STAMP ]]; then
@@ -26,29 +26,6 @@ mkdir -p "$OUT/bin" "$OUT/cni"
 WORK=$(mktemp -d "$CACHE/build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 start=$(date +%s)
-
-# The same pinning of k8s.io/kubernetes' staging modules as build.sh.
-# shellcheck source=localcluster/k8s_staging.sh
-source "$(dirname "$0")/k8s_staging.sh"
-MINOR=$(echo "$K8S_VERSION" | cut -d. -f2)
-
-build_kubelet() {
-  local d=$WORK/kubelet
-  mkdir -p "$d"
-  {
-    printf 'module local.test/kubeletbin\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
-    for m in $STAGING; do echo "	k8s.io/$m => k8s.io/$m $STAGING_VERSION"; done
-    echo ")"
-  } >"$d/go.mod"
-  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubelet"\n' >"$d/tools.go"
-  (cd "$d" && { go mod tidy -e >/dev/null 2>&1 || true; } && go get k8s.io/kubernetes/cmd/kubelet)
-  local ld="-s -w" kv
-  for kv in gitVersion=$K8S_VERSION gitMajor=1 gitMinor=$MINOR gitTreeState=clean \
-            buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ); do
-    ld="$ld -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
-  done
-  (cd "$d" && go build -p 2 -trimpath -tags notest -ldflags "$ld" -o "$OUT/bin/" k8s.io/kubernetes/cmd/kubelet)
-}
 
 build_containerd_and_cni() {
   local d=$WORK/containerd
@@ -104,10 +81,8 @@ GO
   (cd "$d" && go build -trimpath -ldflags "-s -w" -o "$OUT/bin/pause" .)
 }
 
-echo "localcluster: building kubelet $K8S_VERSION, containerd $CONTAINERD_VERSION, CNI plugins $CNI_VERSION into $OUT"
+echo "localcluster: building containerd $CONTAINERD_VERSION, CNI plugins $CNI_VERSION into $OUT"
 build_pause
 build_containerd_and_cni
 echo "localcluster: containerd and CNI plugins built after $(( $(date +%s) - start ))s"
-build_kubelet
-echo "localcluster: kubelet built after $(( $(date +%s) - start ))s"
-echo "k8s=$K8S_VERSION containerd=$CONTAINERD_VERSION cni=$CNI_VERSION built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start ))" >"$STAMP"
+echo "containerd=$CONTAINERD_VERSION cni=$CNI_VERSION built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start ))" >"$STAMP"

@@ -40,7 +40,8 @@ from localcluster.brokers import (  # noqa: F401  (public names of this module b
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("BATCHJOB_CACHE", Path.home() / ".cache" / "airflow-batchjob"))
 K8S_VERSION = os.environ.get("K8S_VERSION", "v1.37.2")
-ETCD_VERSION = os.environ.get("ETCD_VERSION", "v3.6.16")
+# The etcd k8s.io/kubernetes itself requires: build.sh builds both in one module.
+ETCD_VERSION = os.environ.get("ETCD_VERSION", "v3.7.0")
 KWOK_VERSION = os.environ.get("KWOK_VERSION", "v0.8.0")
 BIN = CACHE / f"k8s-{K8S_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}" / "bin"
 NODE_NAME = "batchjob-node"
@@ -299,7 +300,7 @@ def start_control_plane(st: State) -> None:
     if st.node == "real":
         from localcluster import realnode
 
-        realnode.start(st, spawn, CACHE, K8S_VERSION, NODE_NAME)
+        realnode.start(st, spawn, CACHE, BIN / "kubelet", NODE_NAME)
         return
     spawn(
         st,
@@ -494,7 +495,7 @@ def up(d: Path, node: str | None = None) -> State:
     if node == "real":
         from localcluster import realnode
 
-        why = realnode.available(CACHE, K8S_VERSION)
+        why = realnode.available(CACHE, BIN / "kubelet")
         if why:
             raise SystemExit(f"localcluster: no real node: {why}")
     st.save()

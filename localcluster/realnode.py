@@ -40,15 +40,19 @@ NODE_IP = "10.88.0.1"
 LOG_MAX_BYTES = 1 << 20
 
 
-def node_dir(cache: Path, k8s_version: str) -> Path:
-    return cache / f"node-k8s-{k8s_version}-containerd-{CONTAINERD_VERSION}-cni-{CNI_VERSION}"
+def node_dir(cache: Path) -> Path:
+    """containerd, its shim, ctr, pause and the CNI plugins (localcluster/build_node.sh). The kubelet
+    is built with the control plane (localcluster/build.sh), whose dependencies it shares."""
+    return cache / f"node-containerd-{CONTAINERD_VERSION}-cni-{CNI_VERSION}"
 
 
-def available(cache: Path, k8s_version: str) -> str | None:
+def available(cache: Path, kubelet: Path) -> str | None:
     """Why the real node cannot start here, or None."""
-    base = node_dir(cache, k8s_version)
+    base = node_dir(cache)
     if not (base / ".built").exists():
         return f"node binaries missing in {base}: run localcluster/build_node.sh"
+    if not kubelet.exists():
+        return f"{kubelet} missing: run localcluster/build.sh"
     if not shutil.which("runc"):
         return "runc not found: apt-get install runc (scripts/setup.sh does)"
     if os.geteuid() != 0:
@@ -164,13 +168,13 @@ def bridge() -> None:
     subprocess.run([*ip, "link", "set", BRIDGE, "up"], check=True, capture_output=True)
 
 
-def start(st: State, spawn: object, cache: Path, k8s_version: str, node_name: str) -> None:
+def start(st: State, spawn: object, cache: Path, kubelet: Path, node_name: str) -> None:
     """Start containerd, import the local images, start the kubelet (``spawn`` is cluster.spawn)."""
     from collections.abc import Callable
 
     assert callable(spawn)
     run: Callable[..., None] = spawn
-    base = node_dir(cache, k8s_version)
+    base = node_dir(cache)
     d = Path(st.dir) / "realnode"
     for sub in ("containerd/root", "containerd/state", "cni/net.d", "kubelet", "logs", "runc"):
         (d / sub).mkdir(parents=True, exist_ok=True)
@@ -217,7 +221,7 @@ def start(st: State, spawn: object, cache: Path, k8s_version: str, node_name: st
         st,
         "kubelet",
         [
-            str(base / "bin" / "kubelet"),
+            str(kubelet),
             f"--config={d / 'kubelet.yaml'}",
             f"--kubeconfig={st.kubeconfig}",
             f"--root-dir={d / 'kubelet'}",

@@ -3,5 +3,5 @@
 #
 # real_node_why: prints why the real node cannot run here, or nothing when it can.
 real_node_why() {
-  python -c 'from localcluster import cluster, realnode; print(realnode.available(cluster.CACHE, cluster.K8S_VERSION) or "")'
+  python -c 'from localcluster import cluster, realnode; print(realnode.available(cluster.CACHE, cluster.BIN / "kubelet") or "")'
 }

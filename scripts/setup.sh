@@ -4,12 +4,28 @@
 #     runc, debootstrap, postgresql
 #   - a virtualenv keyed by the hash of pyproject.toml's dependency lists under ~/.cache/airflow-batchjob
 #   - the local cluster's Go binaries (localcluster/build.sh, build_node.sh; cached by version)
-# Prints the venv path on its last line so callers can `VENV=$(scripts/setup.sh | tail -1)`.
+# The Go builds (CPU) run in the background while apt and pip (network and disk) do their part.
+# Each step prints its time. Prints the venv path on its last line so callers can
+# `VENV=$(scripts/setup.sh | tail -1)`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
 mkdir -p "$CACHE"
 log() { echo "setup: $*" >&2; }
+T0=$(date +%s)
+step() { echo "setup: $1 in $(( $(date +%s) - $2 ))s" >&2; }
+
+# Go is on the machine; nothing below is needed to build. The builds are cached (a warm cache
+# returns at once).
+(
+  t=$(date +%s)
+  "$ROOT/localcluster/build.sh" >&2
+  step "control plane binaries (etcd, kube-*, kubelet, kwok)" "$t"
+  t=$(date +%s)
+  "$ROOT/localcluster/build_node.sh" >&2
+  step "node binaries (containerd, CNI)" "$t"
+) &
+BUILDS=$!
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
@@ -25,6 +41,7 @@ command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 # The production profile of the Airflow stack (localcluster/haservers.py): Airflow's database.
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_apt+=(postgresql)
 if ((${#need_apt[@]})); then
+  t=$(date +%s)
   log "apt-get install ${need_apt[*]}"
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
   export DEBIAN_FRONTEND=noninteractive
@@ -35,6 +52,7 @@ if ((${#need_apt[@]})); then
     trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
+  step "apt-get" "$t"
 fi
 
 PY=${PYTHON:-python3.11}
@@ -46,18 +64,20 @@ print(json.dumps([p["dependencies"], p.get("optional-dependencies", {})], sort_k
   "$ROOT/pyproject.toml" | sha256sum | cut -c1-12)
 VENV=$CACHE/venv-$($PY -c 'import sys; print("py%d%d" % sys.version_info[:2])')-$KEY
 if [[ ! -f $VENV/.complete ]]; then
+  t=$(date +%s)
   log "creating $VENV (pip install .[dev,rabbitmq,redis])"
   rm -rf "$VENV"
   $PY -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip >&2
   "$VENV/bin/pip" install -q -e "$ROOT[dev,rabbitmq,redis]" >&2
   touch "$VENV/.complete"
+  step "virtualenv" "$t"
 fi
 # The venv outlives a clone: keep its editable install on this checkout and its metadata fresh.
 # shellcheck source=scripts/venvlib.sh
 source "$ROOT/scripts/venvlib.sh"
 refresh_editable "$VENV" "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
 
-"$ROOT/localcluster/build.sh" >&2
-"$ROOT/localcluster/build_node.sh" >&2
+wait "$BUILDS" || { log "a Go build failed (output above)"; exit 1; }
+step "set-up" "$T0"
 echo "$VENV"

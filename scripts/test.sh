@@ -8,6 +8,8 @@
 # (real containers, real images) while the rest run on the node agent's cluster, both lanes at
 # once. BATCHJOB_NODE=agent runs everything on the node agent.
 set -euo pipefail
+T0=$(date +%s)
+TIMES=$(mktemp /tmp/batchjob-lane-times.XXXXXX)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 VENV=$("$ROOT/scripts/setup.sh" | tail -n 1)
@@ -16,9 +18,12 @@ export PATH="$VENV/bin:$PATH"
 source "$ROOT/scripts/node.sh"
 
 echo "== ruff, mypy" >&2
+t=$(date +%s)
 ruff check .
 ruff format --check .
 mypy
+echo "set-up (scripts/setup.sh): $(( t - T0 ))s" >"$TIMES"
+echo "ruff, mypy: $(( $(date +%s) - t ))s" >>"$TIMES"
 
 # Where the tests run is declared beside them: files marked `real_node` run on the real node (real
 # programs in real containers, images pulled from localcluster/registry.py), except tests marked
@@ -31,15 +36,16 @@ REAL_LANE=(-m "real_node and not agent_node" tests/cluster)
 AGENT_LANE=(-m "not real_node or agent_node" tests)
 # The floor lane: the oldest Airflow, cncf.kubernetes, pika and redis pyproject.toml allows
 # (scripts/floors.sh): the unit and broker tests, and a DAG that defers through every operator and
-# waits in the worker, on the real scheduler, executor and triggerer of those versions. It runs on
-# the agent's cluster after the agent's lane.
+# waits in the worker, on the real scheduler, executor and triggerer of those versions. Where there
+# is a real node it runs on that cluster once the real lane is done (that lane ends first, and the
+# agent lane restarts the brokers under its fault tests); else on the agent's after the agent lane.
 FLOOR_LANE=(tests/unit tests/brokers tests/stack/test_defer_race.py::test_short_deferred_jobs_never_lose_a_try)
 
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
 AGENT_DIR="$CACHE/clusters/test-$$"
 REAL_DIR="$CACHE/clusters/real-$$"
 REAL_LOG=$(mktemp /tmp/batchjob-real-lane.XXXXXX)
-trap 'python -m localcluster down --dir "$AGENT_DIR"; python -m localcluster down --dir "$REAL_DIR"; rm -f "$REAL_LOG"' EXIT
+trap 'python -m localcluster down --dir "$AGENT_DIR"; python -m localcluster down --dir "$REAL_DIR"; rm -f "$REAL_LOG" "$TIMES"' EXIT
 
 real_node=0
 if [[ $# -eq 0 && ${BATCHJOB_NODE:-real} == real ]]; then
@@ -53,9 +59,12 @@ fi
 PYTEST=(python -m pytest -p no:cacheprovider -q -rfEs --durations=15)
 floors=""
 if [[ $# -eq 0 ]]; then
+  t=$(date +%s)
   floors=$("$ROOT/scripts/floors.sh" "$VENV" | tail -n 1)
+  echo "floor venv: $(( $(date +%s) - t ))s" >>"$TIMES"
 fi
 if ((real_node)); then
+  t=$(date +%s)
   echo "== starting the local cluster with a real node in $REAL_DIR" >&2
   if ! python -m localcluster up --node real --dir "$REAL_DIR" >/dev/null; then
     # Loud, not fatal: the same tests then run on the node agent below.
@@ -64,36 +73,58 @@ if ((real_node)); then
     python -m localcluster down --dir "$REAL_DIR"
     real_node=0
   fi
+  echo "real-node cluster up (images built on first use): $(( $(date +%s) - t ))s" >>"$TIMES"
 fi
 
-run_floor_lane() {
+# Each lane's time and exit status, printed at the end: the budget, visible in every run.
+lane() {  # lane NAME CLUSTER_DIR COMMAND...: run a lane, record its time and status
+  local name=$1 dir=$2 t rc=0
+  shift 2
+  t=$(date +%s)
+  BATCHJOB_CLUSTER_DIR=$dir "$@" || rc=$?
+  echo "$name: $(( $(date +%s) - t ))s, exit $rc" >>"$TIMES"
+  return "$rc"
+}
+floor_lane() {  # floor_lane CLUSTER_DIR
   [[ -n $floors ]] || return 0
   echo "== the floor lane ($("$floors/bin/python" -c 'from importlib.metadata import version as v
 print("apache-airflow", v("apache-airflow"), "cncf.kubernetes", v("apache-airflow-providers-cncf-kubernetes"))')): ${FLOOR_LANE[*]}" >&2
-  BATCHJOB_CLUSTER_DIR=$AGENT_DIR "$floors/bin/python" -m pytest -p no:cacheprovider -q -rfEs "${FLOOR_LANE[@]}" ||
-    status=$?
+  lane "floor lane" "$1" "$floors/bin/python" -m pytest -p no:cacheprovider -q -rfEs "${FLOOR_LANE[@]}"
+}
+summary() {
+  echo "== times (wall clock; the lanes overlap):" >&2
+  cat "$TIMES" >&2
+  echo "whole command: $(( $(date +%s) - T0 ))s; exit $status" >&2
 }
 
 echo "== starting the local cluster in $AGENT_DIR" >&2
+t=$(date +%s)
 python -m localcluster up --dir "$AGENT_DIR" >/dev/null
+echo "agent cluster up: $(( $(date +%s) - t ))s" >>"$TIMES"
 status=0
 if ((real_node)); then
   # The two lanes run at once, each on its own cluster: the real node's tests mostly wait on the
-  # kubelet (little CPU), the agent's mostly compute. The real lane's output follows the agent's.
+  # kubelet (little CPU), the agent's mostly compute. The real lane's output (and the floor lane's,
+  # which follows it on the same cluster) is printed after the agent's.
   echo "== pytest on the real node (output below, when it ends): ${REAL_LANE[*]}" >&2
-  BATCHJOB_CLUSTER_DIR=$REAL_DIR "${PYTEST[@]}" "${REAL_LANE[@]}" >"$REAL_LOG" 2>&1 &
+  (
+    rc=0
+    lane "real-node lane" "$REAL_DIR" "${PYTEST[@]}" "${REAL_LANE[@]}" || rc=$?
+    floor_lane "$REAL_DIR" || rc=$?
+    exit "$rc"
+  ) >"$REAL_LOG" 2>&1 &
   real_pid=$!
   echo "== pytest on the node agent: ${AGENT_LANE[*]}" >&2
-  BATCHJOB_CLUSTER_DIR=$AGENT_DIR "${PYTEST[@]}" "${AGENT_LANE[@]}" || status=$?
-  run_floor_lane
+  lane "agent lane" "$AGENT_DIR" "${PYTEST[@]}" "${AGENT_LANE[@]}" || status=$?
   real_status=0
   wait "$real_pid" || real_status=$?
-  echo "== the real-node lane (exit $real_status):" >&2
+  echo "== the real-node lane, then the floor lane (exit $real_status):" >&2
   cat "$REAL_LOG"
   ((real_status == 0)) || status=$real_status
 else
   echo "== pytest on the node agent" >&2
-  BATCHJOB_CLUSTER_DIR=$AGENT_DIR "${PYTEST[@]}" "${@:-tests}" || status=$?
-  run_floor_lane
+  lane "agent lane" "$AGENT_DIR" "${PYTEST[@]}" "${@:-tests}" || status=$?
+  floor_lane "$AGENT_DIR" || status=$?
 fi
+summary
 exit "$status"

@@ -5,11 +5,16 @@ When a triggerer dies, Airflow hands its triggers to the other once its heartbea
 serialised kwargs. Nothing here imitates that: the triggerers, the scheduler and the Celery
 workers are Airflow's own processes (``localcluster/airflowstack.py``, profile ``ha``), and the
 damage is counted on the cluster: Jobs created (and by which try), Jobs deleted, watches held.
+
+Nothing here counts on the machine's speed: every Pod of the DAGs waits for its run's gate file
+(``tests/stack/dags/ha_failover.py``), which a test creates only once it has seen the state it
+came for, and the triggers' spread over the two triggerers is made, not hoped for.
 """
 
 from __future__ import annotations
 
 import signal
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,19 +33,27 @@ pytestmark = pytest.mark.cluster
 T = TypeVar("T")
 
 DAGS = Path(__file__).parent / "dags"
-DEFERRED = 44 + 6  # plain (mapped), group, indexed, two queues, sensed, sensor
-JOBS = 44 + 3 + 1 + 1 + 1 + 1  # plain, the group's items, indexed, two queues, sensed
-CAPACITY = 30  # per triggerer: 50 triggers cannot all sit on one
+DEFERRED = 24 + 6  # plain (mapped), group, indexed, two queues, sensed, sensor
+JOBS = 24 + 3 + 1 + 1 + 1 + 1  # plain, the group's items, indexed, two queues, sensed
+# triggerer-1 holds at most FIRST, so the rest wait for triggerer-2, which can hold them all.
+FIRST = 12
+CAPACITY = (FIRST, 64)
 
 
 @pytest.fixture(scope="module")
-def ha(local_cluster: lc.State, api_client: Any) -> Iterator[tuple[AirflowStack, str]]:
-    """The production profile, once for this module, with a namespace of its own."""
+def ha(local_cluster: lc.State, api_client: Any) -> Iterator[tuple[AirflowStack, str, Path]]:
+    """The production profile, once for this module, with a namespace and a gate directory."""
+    gate = Path(tempfile.mkdtemp(prefix="batchjob-gate-"))
     with own_namespace(local_cluster, api_client, "h") as namespace:
-        env = {"BATCHJOB_TEST_NAMESPACE": namespace}
+        env = {"BATCHJOB_TEST_NAMESPACE": namespace, "BATCHJOB_TEST_GATE": str(gate)}
         with AirflowStack(DAGS, env=env, profile="ha", parallelism=32, triggerer_capacity=CAPACITY) as stack:
             stack.wait_parsed(["ha_failover", "ha_in_worker", "ha_kill"])
-            yield stack, namespace
+            yield stack, namespace, gate
+
+
+def _release(gate: Path, run_id: str) -> None:
+    """Let the run's Pods end (they wait for this file)."""
+    (gate / run_id).touch()
 
 
 def _job_watches(state: lc.State) -> int:
@@ -74,12 +87,13 @@ def _until(stack: AirflowStack, dag_id: str, check: Callable[[], T], timeout: fl
     return found
 
 
-def _wait_all_deferred(stack: AirflowStack, run_id: str, timeout: float = 300) -> dict[Any, int]:
-    """Until every deferring task of the run is deferred and assigned; then the triggers per triggerer."""
+def _wait_deferred(stack: AirflowStack, run_id: str, assigned: int, timeout: float = 600) -> dict[Any, int]:
+    """Until every deferring task of the run is deferred and ``assigned`` of their triggers are
+    assigned; then the triggers per triggerer. The Jobs are held, so this state cannot pass by."""
     deadline = time.monotonic() + timeout
     while True:
         deferred, per_triggerer = _deferred(stack, run_id), _per_triggerer(stack)
-        if deferred == DEFERRED and sum(per_triggerer.values()) >= DEFERRED:
+        if deferred == DEFERRED and sum(per_triggerer.values()) == assigned:
             return per_triggerer
         assert time.monotonic() < deadline, (deferred, per_triggerer, stack.diagnose("ha_failover"))
         time.sleep(1)
@@ -90,7 +104,7 @@ def _check_run(
 ) -> tuple[int, Counter[int]]:
     """The run succeeded, every Job made once (by try 1) and none deleted, and with ``one_try``
     every task ran in one try; the number of Jobs and the tasks per try number."""
-    state, tasks, _ = stack.wait_runs(["ha_failover"], run_id, timeout=900)["ha_failover"]
+    state, tasks, _ = stack.wait_runs(["ha_failover"], run_id, timeout=600)["ha_failover"]
     assert state == "success", f"{tasks}\n{stack.diagnose('ha_failover')}"
     tries = Counter(
         t
@@ -109,44 +123,53 @@ def _check_run(
     return len(jobs), tries
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1500)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 def test_a_triggerer_stops_and_the_other_takes_its_triggers(
     local_cluster: lc.State,
     api_client: Any,
-    ha: tuple[AirflowStack, str],
+    ha: tuple[AirflowStack, str, Path],
     sig: signal.Signals,
     fault_report: Callable[[str], None],
 ) -> None:
-    stack, namespace = ha
+    stack, namespace, gate = ha
     run_id = f"failover-{sig.name.lower()}"
-    stack.trigger("ha_failover", run_id)
-    per_triggerer = _wait_all_deferred(stack, run_id)
-    assert len(per_triggerer) == 2, f"the triggers did not spread over both triggerers: {per_triggerer}"
-    assert _job_watches(local_cluster) == 2, "each triggerer should hold one Job watch for the namespace"
+    # The spread over both triggerers, made: with triggerer-2 stopped, triggerer-1 takes all it
+    # can hold (FIRST) and the rest wait unassigned; triggerer-2 then takes those.
+    stack.signal_service("triggerer-2", signal.SIGTERM)
+    try:
+        stack.trigger("ha_failover", run_id)
+        _wait_deferred(stack, run_id, assigned=FIRST)
+    finally:
+        stack.start_service("triggerer-2")
+    per_triggerer = _wait_deferred(stack, run_id, assigned=DEFERRED)
+    assert sorted(per_triggerer.values()) == [FIRST, DEFERRED - FIRST], per_triggerer
+    # Each triggerer holds one Job watch for the namespace (opened once its first trigger runs).
+    _until(stack, "ha_failover", lambda: _job_watches(local_cluster) == 2, 120)
     stack.signal_service("triggerer-1", sig)
     stopped = time.monotonic()
     try:
-        # The survivor adopts every trigger: all of them end up on one triggerer.
-        deadline = time.monotonic() + 120
+        # The survivor adopts every trigger: all of them end up on it, none has fired (held).
+        deadline = time.monotonic() + 180
         while True:
-            left, open_tis = _per_triggerer(stack), _deferred(stack, run_id)
-            if len(left) == 1 and sum(left.values()) == open_tis:
+            left = _per_triggerer(stack)
+            if len(left) == 1 and sum(left.values()) == DEFERRED:
                 handover = time.monotonic() - stopped
                 break
-            assert time.monotonic() < deadline, f"triggers not handed over: {left}, {open_tis} deferred"
+            assert time.monotonic() < deadline, f"triggers not handed over: {left}\n{stack.diagnose('ha_failover')}"
             time.sleep(1)
-        if open_tis:
-            assert _job_watches(local_cluster) == 1, "the survivor should hold exactly one Job watch"
+        assert _deferred(stack, run_id) == DEFERRED
+        # The survivor's one watch serves all (the dead one's connection is gone with its process).
+        _until(stack, "ha_failover", lambda: _job_watches(local_cluster) == 1, 60)
+        _release(gate, run_id)
         jobs, _ = _check_run(api_client, stack, namespace, run_id)
-        split = "/".join(str(n) for n in sorted(per_triggerer.values(), reverse=True))
         fault_report(
-            f"{DEFERRED} deferred tasks, triggers {split} over 2 triggerers; {sig.name} to one; "
-            f"{open_tis} triggers on the survivor after {handover:.0f} s (threshold 10 s); "
-            f"Job watches 2 -> {1 if open_tis else 0}; {jobs} Jobs, each made once by try 1, 0 deleted, "
-            "0 tasks retried"
+            f"{DEFERRED} deferred tasks, triggers {FIRST}/{DEFERRED - FIRST} over 2 triggerers; {sig.name} "
+            f"to the first; all {DEFERRED} on the survivor after {handover:.0f} s (threshold 10 s); "
+            f"Job watches 2 -> 1; {jobs} Jobs, each made once by try 1, 0 deleted, 0 tasks retried"
         )
     finally:
+        _release(gate, run_id)
         stack.start_service("triggerer-1")
 
 
@@ -162,9 +185,9 @@ def _service_running(stack: AirflowStack, pid: int) -> str:
 
 @pytest.mark.timeout(900)
 def test_a_killed_celery_worker_leaves_its_job_to_the_retry_which_adopts_it(
-    api_client: Any, ha: tuple[AirflowStack, str], fault_report: Callable[[str], None]
+    api_client: Any, ha: tuple[AirflowStack, str, Path], fault_report: Callable[[str], None]
 ) -> None:
-    stack, namespace = ha
+    stack, namespace, gate = ha
     run_id = "worker-killed"
     stack.trigger("ha_in_worker", run_id)
     selector = naming.task_selector("ha_in_worker", "waits", run_id)
@@ -187,6 +210,12 @@ def test_a_killed_celery_worker_leaves_its_job_to_the_retry_which_adopts_it(
     stack.signal_service(worker, signal.SIGKILL)
     killed = time.monotonic()
     stack.start_service(worker)
+    query = "select state, try_number from task_instance where dag_id = 'ha_in_worker' and run_id = ?"
+    try:
+        # The Job is held until try 2 runs: it adopts a Job still running, not one already done.
+        _until(stack, "ha_in_worker", lambda: stack.query(query, run_id) == [("running", 2)], 300)
+    finally:
+        _release(gate, run_id)
     state, tasks, _ = stack.wait_runs(["ha_in_worker"], run_id, timeout=600)["ha_in_worker"]
     assert state == "success", f"{tasks}\n{stack.diagnose('ha_in_worker')}"
     ((try_number,),) = stack.query(
@@ -206,11 +235,11 @@ def test_a_killed_celery_worker_leaves_its_job_to_the_retry_which_adopts_it(
 
 @pytest.mark.timeout(900)
 def test_a_scheduler_killed_mid_run_duplicates_nothing(
-    api_client: Any, ha: tuple[AirflowStack, str], fault_report: Callable[[str], None]
+    api_client: Any, ha: tuple[AirflowStack, str, Path], fault_report: Callable[[str], None]
 ) -> None:
     """SIGKILL the scheduler while the run's tasks are partly queued, partly running, partly
     deferred; a new scheduler adopts or resets them. Retried tasks adopt their Jobs."""
-    stack, namespace = ha
+    stack, namespace, gate = ha
     run_id = "scheduler-killed"
     stack.trigger("ha_failover", run_id)
 
@@ -219,9 +248,12 @@ def test_a_scheduler_killed_mid_run_duplicates_nothing(
         n = _deferred(stack, run_id)
         return n if n >= 10 else 0
 
-    deferred = _until(stack, "ha_failover", some_deferred, 300)
-    stack.signal_service("scheduler", signal.SIGKILL)
-    stack.start_service("scheduler")
+    try:
+        deferred = _until(stack, "ha_failover", some_deferred, 300)
+        stack.signal_service("scheduler", signal.SIGKILL)
+        stack.start_service("scheduler")
+    finally:
+        _release(gate, run_id)
     jobs, tries = _check_run(api_client, stack, namespace, run_id, one_try=False)
     fault_report(
         f"SIGKILL to the scheduler with {deferred} of {DEFERRED} tasks deferred, then a new one; "
@@ -231,11 +263,11 @@ def test_a_scheduler_killed_mid_run_duplicates_nothing(
 
 @pytest.mark.timeout(600)
 def test_a_deferred_task_marked_failed_deletes_its_job_once(
-    api_client: Any, ha: tuple[AirflowStack, str], fault_report: Callable[[str], None]
+    api_client: Any, ha: tuple[AirflowStack, str, Path], fault_report: Callable[[str], None]
 ) -> None:
     """The user's kill of a deferred task, through the REST API: the trigger's on_kill deletes
     its Job (and Pods) once, whichever triggerer holds it."""
-    stack, namespace = ha
+    stack, namespace, _ = ha
     run_id = "marked-failed"
     stack.trigger("ha_kill", run_id)
     selector = naming.task_selector("ha_kill", "killed", run_id)

@@ -1,8 +1,11 @@
-"""Deferred work across every pattern, long enough to outlive a triggerer killed under it.
+"""Deferred work across every pattern, held until the test lets it end.
 
 ``tests/stack/test_ha_failover.py`` runs it on the production profile (PostgreSQL, Celery, two
-triggerers): 50 tasks defer at once (44 single Jobs, a group, an Indexed Job, two queue Jobs, a
-Job and the sensor waiting on it), their triggers spread over both triggerers.
+triggerers): 30 tasks defer (24 single Jobs, a group, an Indexed Job, two queue Jobs, a Job and
+the sensor waiting on it), their triggers spread over both triggerers. Every Pod waits for the
+file ``<BATCHJOB_TEST_GATE>/<run_id>``, which the test creates once it has seen what it came to
+see (a hostPath volume: the node and the test share this machine), so no Job can finish before
+the failover however slow the machine is, and none waits longer than the test needs.
 """
 
 import os
@@ -17,11 +20,20 @@ from airflow_batchjob.operators.queue import QueueJobOperator, QueuePrefillOpera
 from airflow_batchjob.sensors.job import JobSensor
 
 NS = os.environ.get("BATCHJOB_TEST_NAMESPACE", "default")
-SLEEP = os.environ.get("BATCHJOB_TEST_SLEEP", "45")
-# Defer at once: every wait is a trigger, none is watched by a worker.
-DEFER = {"namespace": NS, "image": "busybox:1.36", "defer_after": 0}
-SLOW = ["sh", "-c", f"sleep {SLEEP}; cat >/dev/null || true"]
-PLAIN = 44
+GATE = os.environ.get("BATCHJOB_TEST_GATE", "/tmp")
+# Defer at once: every wait is a trigger, none is watched by a worker. Every Pod mounts the gate.
+DEFER = {
+    "namespace": NS,
+    "image": "busybox:1.36",
+    "defer_after": 0,
+    "volumes": [{"name": "gate", "hostPath": {"path": GATE, "type": "Directory"}}],
+    "volume_mounts": [{"name": "gate", "mountPath": "/gate", "readOnly": True}],
+}
+HOLD = "until [ -e /gate/{{ run_id }} ]; do sleep 0.5; done"
+HELD = ["sh", "-c", HOLD]
+# Queue workers: the item arrives on stdin.
+SLOW = ["sh", "-c", f"{HOLD}; cat >/dev/null || true"]
+PLAIN = 24
 
 with DAG(
     "ha_failover",
@@ -31,7 +43,7 @@ with DAG(
     max_active_tasks=64,
     default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=1)},
 ):
-    BatchJobOperator.partial(task_id="plain", cmds=["sleep", SLEEP], **DEFER).expand(
+    BatchJobOperator.partial(task_id="plain", cmds=HELD, **DEFER).expand(
         arguments=[[] for _ in range(PLAIN)]
     )
     JobGroupOperator(task_id="group", items=["a", "b", "c"], cmds=SLOW, **DEFER)
@@ -58,7 +70,7 @@ with DAG(
         task_id="sensed",
         job_name="sensed-{{ run_id | lower | replace('_', '-') }}",
         random_name_suffix=False,
-        cmds=["sleep", SLEEP],
+        cmds=HELD,
         **DEFER,
     )
     JobSensor(
@@ -78,7 +90,7 @@ with DAG(
     default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=1)},
 ):
     # Waits in the Celery worker (never defers): a killed worker leaves it to the retry.
-    BatchJobOperator(task_id="waits", cmds=["sleep", "90"], deferrable=False, **DEFER)
+    BatchJobOperator(task_id="waits", cmds=HELD, deferrable=False, **DEFER)
 
 with DAG(
     "ha_kill",
@@ -87,4 +99,4 @@ with DAG(
     catchup=False,
 ):
     # Deferred until the user marks it failed: its trigger's on_kill deletes the Job.
-    BatchJobOperator(task_id="killed", cmds=["sleep", "600"], **DEFER)
+    BatchJobOperator(task_id="killed", cmds=HELD, **DEFER)
