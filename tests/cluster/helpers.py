@@ -77,6 +77,21 @@ def sleeper(name: str, seconds: int) -> dict[str, Any]:
     }
 
 
+def held(name: str, gate: Path) -> dict[str, Any]:
+    """A whole Job whose one Pod runs until the test creates ``gate/go`` (``release(gate)``).
+
+    For a test that must catch a Job in flight: a fixed sleep is outrun by a slow machine, a held
+    Job is not, and it ends as soon as the test has seen what it came for.
+    """
+    body = script_template("until [ -e /out/go ]; do sleep 0.2; done", out=gate, image="busybox")
+    return {"metadata": {"name": name}, **body}
+
+
+def release(gate: Path) -> None:
+    """Let the Jobs ``held`` on ``gate`` end."""
+    (gate / "go").touch()
+
+
 def queue_dag(
     dag_id: str,
     namespace: str,

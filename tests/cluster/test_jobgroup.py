@@ -215,7 +215,8 @@ def test_group_sensor_all_finished(run_dag: Any, api_client: Any, namespace: str
 
 
 def test_group_sensor_fails_on_any_failure(run_dag: Any, api_client: Any, namespace: str) -> None:
-    _group_of(api_client, namespace, ["sleep 30", "exit 1"])
+    # The first Job runs until deleted (no sleep the failure could outlast on a slow machine).
+    _group_of(api_client, namespace, ["exec sleep 3600", "exit 1"])
     with new_dag("group_sensor_fail") as dag:
         JobGroupSensor(task_id="wait", namespace=namespace, label_selector="jobgroup=nightly", timeout=120)
     result = run_dag(dag)["wait"]

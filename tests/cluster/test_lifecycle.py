@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,16 +23,25 @@ pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 NAME = "{{ ti.xcom_pull(task_ids='start')['name'] }}"
 
 
-def test_fire_and_forget_then_lifecycle_tasks(run_dag: Any, api_client: Any, namespace: str) -> None:
+def test_fire_and_forget_then_lifecycle_tasks(
+    run_dag: Any, api_client: Any, namespace: str, tmp_path: Path
+) -> None:
+    from airflow.providers.standard.operators.python import PythonOperator
+
     with new_dag("lifecycle") as dag:
+        # The Job's Pods wait for /out/go, which the task after resume creates: the Job is still
+        # running when it is suspended however slow the machine (a fixed sleep could be outrun).
         start = BatchJobOperator(
             task_id="start",
             namespace=namespace,
             name="nightly-export",  # cncf.kubernetes' name for job_name: a prefix here
             image="busybox",
-            cmds=["sh", "-c", "sleep 15; echo exported"],
+            cmds=["sh", "-c", "until [ -e /out/go ]; do sleep 0.2; done; echo exported"],
+            volumes=[{"name": "out", "hostPath": {"path": str(tmp_path)}}],
+            volume_mounts=[{"name": "out", "mountPath": "/out"}],
             wait_until_job_complete=False,
         )
+        release = PythonOperator(task_id="release", python_callable=(tmp_path / "go").touch)
         suspend = SuspendJobOperator(task_id="suspend", namespace=namespace, job_name=NAME)
         again = SuspendJobOperator(task_id="suspend_again", namespace=namespace, job_name=NAME)
         patch = PatchJobOperator(
@@ -49,7 +59,7 @@ def test_fire_and_forget_then_lifecycle_tasks(run_dag: Any, api_client: Any, nam
             wait_for_completion=True,
         )
         delete_again = DeleteJobOperator(task_id="delete_again", namespace=namespace, job_name=NAME)
-        start >> suspend >> again >> patch >> resume >> wait >> delete >> delete_again
+        start >> suspend >> again >> patch >> resume >> release >> wait >> delete >> delete_again
     out = run_dag(dag)
     assert {t: r["state"] for t, r in out.items()} == {t: "success" for t in out}
     started = out["start"]["xcom"]["return_value"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,14 +16,17 @@ from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import COUNTERS, NamespaceWatch, subscription
 from airflow_batchjob.triggers.job import wait_for_job
 from localcluster import cluster as lc
-from tests.cluster.helpers import sleeper
+from tests.cluster.helpers import held, release, sleeper
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
 
 
-def test_wait_survives_an_apiserver_restart(local_cluster: lc.State, api_client: Any, namespace: str) -> None:
+def test_wait_survives_an_apiserver_restart(
+    local_cluster: lc.State, api_client: Any, namespace: str, tmp_path: Path
+) -> None:
     batch = client.BatchV1Api(api_client)
-    job = batch.create_namespaced_job(namespace, sleeper("through-restart", 8))
+    # Held until the apiserver is back: the Job ends after the restart, not before it.
+    job = batch.create_namespaced_job(namespace, held("through-restart", tmp_path))
 
     async def main() -> dict[str, Any]:
         waiter = asyncio.create_task(
@@ -30,6 +34,8 @@ def test_wait_survives_an_apiserver_restart(local_cluster: lc.State, api_client:
         )
         await asyncio.sleep(1.5)
         await asyncio.to_thread(lc.restart, local_cluster, "kube-apiserver", 2.0)  # down ~2 s, then back
+        assert not waiter.done(), "the wait ended while its Job was held"
+        release(tmp_path)
         return await asyncio.wait_for(waiter, 120)
 
     event = asyncio.run(main())

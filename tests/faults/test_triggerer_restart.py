@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from kubernetes import client
 
 from airflow_batchjob.triggers.job import JobTrigger
 from localcluster import cluster as lc
-from tests.cluster.helpers import sleeper
+from tests.cluster.helpers import held, release, sleeper
 from tests.faults.helpers import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -55,10 +56,11 @@ async def first_event(trigger: Any) -> dict[str, Any]:
 
 
 def test_trigger_rebuilt_after_the_triggerer_is_killed(
-    local_cluster: lc.State, api_client: Any, namespace: str
+    local_cluster: lc.State, api_client: Any, namespace: str, tmp_path: Path
 ) -> None:
     batch = client.BatchV1Api(api_client)
-    job = batch.create_namespaced_job(namespace, sleeper("through-crash", 12))
+    # Held until the first triggerer is dead: it cannot finish first however slowly it starts.
+    job = batch.create_namespaced_job(namespace, held("through-crash", tmp_path))
     trigger = JobTrigger(
         namespace=namespace, job_name="through-crash", job_uid=job.metadata.uid, delete_on_kill=True
     )
@@ -83,7 +85,7 @@ def test_trigger_rebuilt_after_the_triggerer_is_killed(
         first.wait(30)
     assert first.returncode == -signal.SIGKILL, "the first triggerer finished before it was killed"
     assert batch.read_namespaced_job("through-crash", namespace).metadata.uid == job.metadata.uid
-
+    release(tmp_path)
     event = asyncio.run(asyncio.wait_for(first_event(rebuild(row)), 120))  # a new triggerer, a new loop
     assert event["status"] == "met" and event["job"]["state"] == "succeeded", event
     assert event["job_uid"] == job.metadata.uid
@@ -91,11 +93,11 @@ def test_trigger_rebuilt_after_the_triggerer_is_killed(
 
 
 def test_trigger_cancelled_by_a_stopping_triggerer_leaves_the_job(
-    local_cluster: lc.State, api_client: Any, namespace: str
+    local_cluster: lc.State, api_client: Any, namespace: str, tmp_path: Path
 ) -> None:
     """A triggerer shutting down cancels its triggers: the Job must keep running, then be waited on."""
     batch = client.BatchV1Api(api_client)
-    job = batch.create_namespaced_job(namespace, sleeper("through-stop", 6))
+    job = batch.create_namespaced_job(namespace, held("through-stop", tmp_path))
     trigger = JobTrigger(
         namespace=namespace, job_name="through-stop", job_uid=job.metadata.uid, delete_on_kill=True
     )
@@ -112,6 +114,7 @@ def test_trigger_cancelled_by_a_stopping_triggerer_leaves_the_job(
     wait_until(
         lambda: batch.read_namespaced_job("through-stop", namespace).status.active, 30, "an active Pod"
     )
+    release(tmp_path)
     event = asyncio.run(asyncio.wait_for(first_event(rebuild(row)), 120))
     assert event["status"] == "met" and event["job"]["state"] == "succeeded", event
     assert [j.metadata.uid for j in batch.list_namespaced_job(namespace).items] == [job.metadata.uid]
