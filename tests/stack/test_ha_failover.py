@@ -156,7 +156,7 @@ def test_a_triggerer_stops_and_the_other_takes_its_triggers(
             if len(left) == 1 and sum(left.values()) == DEFERRED:
                 handover = time.monotonic() - stopped
                 break
-            assert time.monotonic() < deadline, f"triggers not handed over: {left}\n{stack.diagnose('ha_failover')}"
+            assert time.monotonic() < deadline, f"not handed over: {left}\n{stack.diagnose('ha_failover')}"
             time.sleep(1)
         assert _deferred(stack, run_id) == DEFERRED
         # The survivor's one watch serves all (the dead one's connection is gone with its process).

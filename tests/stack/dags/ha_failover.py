@@ -43,9 +43,7 @@ with DAG(
     max_active_tasks=64,
     default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=1)},
 ):
-    BatchJobOperator.partial(task_id="plain", cmds=HELD, **DEFER).expand(
-        arguments=[[] for _ in range(PLAIN)]
-    )
+    BatchJobOperator.partial(task_id="plain", cmds=HELD, **DEFER).expand(arguments=[[] for _ in range(PLAIN)])
     JobGroupOperator(task_id="group", items=["a", "b", "c"], cmds=SLOW, **DEFER)
     IndexedJobOperator(task_id="indexed", items=["x", "y", "z"], cmds=SLOW, **DEFER)
     prefill = QueuePrefillOperator(task_id="prefill_redis", broker="redis", items=["1", "2", "3"])
