@@ -35,7 +35,7 @@ extensions = [
     "myst_parser",  # the changelog and CONTRIBUTING are Markdown at the repository root
     "batchjob_config",  # the [batchjob] table, generated from airflow_batchjob.config.OPTIONS
 ]
-source_suffix = {".rst": "restructuredtext"}
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build"]
 nitpicky = False
 
