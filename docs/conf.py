@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,12 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 os.environ.setdefault("AIRFLOW_HOME", str(Path(__file__).resolve().parent / "_build" / "airflow-home"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-_project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-
 project = "airflow-batchjob"
 author = "the airflow-batchjob contributors"
-copyright = "the airflow-batchjob contributors; Apache License 2.0"  # noqa: A001
-release = version = _project["version"]
+copyright = "the airflow-batchjob contributors; Apache License 2.0"
+
+from airflow_batchjob import __version__  # noqa: E402 (after the sys.path and env set-up)
+
+release = version = __version__
 
 extensions = [
     "sphinx.ext.autodoc",
