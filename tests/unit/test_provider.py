@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from airflow_batchjob import config, get_provider_info
 from airflow_batchjob.config import OPTIONS
@@ -70,8 +71,11 @@ def test_settings_are_read_through_airflows_conf(monkeypatch: pytest.MonkeyPatch
 
 
 def test_airflow_providers_get_shows_the_documentation_url(tmp_path: Path) -> None:
+    # Airflow takes it from the installed metadata (pyproject's [project.urls] Documentation).
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    url = tomllib.loads(pyproject.read_text())["project"]["urls"]
     out = _airflow(tmp_path, "providers", "get", "airflow-batchjob", "--full", "-o", "json")
-    assert "https://pypi.org/project/airflow-batchjob/" in out
+    assert url["Documentation"] in out
 
 
 def test_the_rabbitmq_connection_types_are_registered_with_their_form() -> None:
