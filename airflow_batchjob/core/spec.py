@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeGuard
 
 import yaml
 
@@ -22,6 +22,8 @@ from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.naming import ANNOTATION_HELD_TTL, is_dns1123_label, is_label_value
 
 if TYPE_CHECKING:
+    from kubernetes.client import V1EnvVar, V1ResourceRequirements
+
     from airflow_batchjob.core.podsettings import PodSettings
 
 JsonDict = dict[str, Any]
@@ -93,6 +95,10 @@ class JobOverrides:
 
 
 EnvInput = Mapping[str, str] | Sequence[Mapping[str, Any] | Any]
+# What users pass (the operators' hints): env as a dict, or a list of API-form dicts / V1EnvVar;
+# resources as a V1ResourceRequirements or its API-form dict.
+EnvParam: TypeAlias = "Mapping[str, str] | Sequence[Mapping[str, Any] | V1EnvVar]"
+ResourcesParam: TypeAlias = "Mapping[str, Any] | V1ResourceRequirements"
 
 
 @dataclass(frozen=True, kw_only=True)

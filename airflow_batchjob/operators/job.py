@@ -18,9 +18,22 @@ from airflow_batchjob import config
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobOutcome
+from airflow_batchjob.core.peerparams import PeerParamError, exit_codes, take_peer_params, translate
 from airflow_batchjob.core.podsettings import PodSettings, check_settings, job_layers
 from airflow_batchjob.core.results import PodResult, add_result_env, results_in_order
-from airflow_batchjob.core.spec import ContainerParams, JobOverrides, build_job, env_list, hold_ttl
+from airflow_batchjob.core.skipcodes import add_skip_rule, skip_exit_code
+from airflow_batchjob.core.spec import (
+    ContainerParams,
+    EnvParam,
+    JobOverrides,
+    ResourcesParam,
+    build_job,
+    env_list,
+    hold_ttl,
+    to_api,
+    validate_job,
+)
+from airflow_batchjob._compat import AirflowSkipException
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
     InvalidResultError,
@@ -36,13 +49,24 @@ from airflow_batchjob.operators.base import (  # noqa: F401 (re-exported: the na
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from kubernetes.client import V1PodFailurePolicy, V1SuccessPolicy
 
 
-def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
-    """One value from a parameter and its cncf.kubernetes alias; both given is a mistake."""
-    if value is not None and alias_value is not None:
-        raise InvalidJobTemplateError(f"{name} and {alias} are the same parameter: pass one of them")
-    return value if value is not None else alias_value
+# Targets of cncf.kubernetes parameters (core/peerparams.py) that are BatchJobOperator's own
+# arguments; the others are BaseBatchJobOperator's, passed on in **kwargs.
+_OWN_TARGETS = ("job_name", "env", "job_template", "reattach_on_restart")
+
+
+def _spec_field(name: str, value: Any) -> Mapping[str, Any] | None:
+    """A Job spec field given as a dict or a ``V1...`` object (``pod_failure_policy``,
+    ``success_policy``), as an API-form dict."""
+    if value is None:
+        return None
+    if hasattr(value, "openapi_types"):
+        return cast("Mapping[str, Any]", to_api(value))
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict or a V1... object, not {type(value).__name__}")
+    return dict(value)
 
 
 class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
@@ -60,16 +84,37 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         adopt theirs. ``random_name_suffix=False`` uses it as the exact name.
     :param random_name_suffix: add the suffix to ``job_name`` (default True). cncf.kubernetes'
         name; the suffix here is derived from dag, task, run and map index, not random.
-    :param env_vars: alias of ``env`` (cncf.kubernetes' name).
     :param wait_until_job_complete: wait for the Job's outcome (default True). False creates (or
         adopts) the Job and returns ``{name, namespace, uid}`` at once; a ``JobSensor`` waits.
     :param reuse_succeeded: if this task instance's Job already succeeded, return its result
         even when the user cleared the task after it succeeded. Default: a clear runs it again.
         (A retry always keeps a succeeded Job whose outcome the failed try never reported.)
-    :param job_poll_interval: accepted for cncf.kubernetes compatibility and unused: the wait
-        watches the Job.
-    :param on_kill_propagation_policy: alias of ``propagation_policy`` (cncf.kubernetes' name).
+    :param reattach_on_restart: a retried or restarted task adopts the Job its earlier try
+        created (default True, as cncf.kubernetes); False deletes that Job and creates a fresh one.
+        cncf.kubernetes' ``durable`` is an alias.
+    :param skip_on_exit_code: an exit code (or a list) that skips the task instead of failing it:
+        the Job fails at once when the main container exits with one of them (a ``FailJob`` rule
+        put first in the Job's ``podFailurePolicy``, with ``restartPolicy: Never``), and the task
+        raises ``AirflowSkipException``.
+
+    Every other cncf.kubernetes ``KubernetesJobOperator`` parameter is answered by
+    ``core/peerparams.py`` (``docs/migration.rst``): an alias (``name`` -> ``job_name``,
+    ``env_vars`` -> ``env``, ``job_template_file`` -> ``job_template``,
+    ``on_kill_propagation_policy`` -> ``propagation_policy``, ``durable`` ->
+    ``reattach_on_restart``), a mapped value (``on_finish_action`` / ``is_delete_operator_pod`` ->
+    ``delete_on_finish``, ``startup_timeout_seconds`` / ``schedule_timeout_seconds`` ->
+    ``pending_timeout``, ``on_kill_action`` -> ``delete_on_kill``, ``log_events_on_failure`` /
+    ``log_events_on_startup`` -> ``diagnostics``, ``init_container_logs`` -> ``container_logs``),
+    a polling knob that has no effect because the waits watch (``job_poll_interval``,
+    ``poll_interval``, ``logging_interval``, ...; the task log says so once), or a refusal at
+    parse time naming what to use.
+
+    :param name: alias of ``job_name`` (cncf.kubernetes' name).
+    :param env_vars: alias of ``env`` (cncf.kubernetes' name).
     :param job_template_file: alias of ``job_template`` given as a file (cncf.kubernetes' name).
+    :param on_kill_propagation_policy: alias of ``propagation_policy`` (cncf.kubernetes' name).
+    :param job_poll_interval: accepted for cncf.kubernetes compatibility, no effect (the wait
+        watches the Job); the task log says so.
     :param full_job_spec: a ``V1Job`` (or dict) laid over ``job_template`` as cncf.kubernetes does.
     :param base_container_name: the main container's name (default ``main``): the container
         parameters and the Pod parameters go to the template's container of that name, else to
@@ -153,8 +198,8 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         image: str | None = None,
         cmds: list[str] | None = None,
         arguments: list[str] | None = None,
-        env: Mapping[str, str] | list[dict[str, Any]] | None = None,
-        container_resources: Mapping[str, Any] | None = None,
+        env: EnvParam | None = None,
+        container_resources: ResourcesParam | None = None,
         job_name: str | None = None,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
@@ -164,21 +209,18 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         backoff_limit: int | None = None,
         backoff_limit_per_index: int | None = None,
         max_failed_indexes: int | None = None,
-        pod_failure_policy: Mapping[str, Any] | None = None,
-        success_policy: Mapping[str, Any] | None = None,
+        pod_failure_policy: Mapping[str, Any] | V1PodFailurePolicy | None = None,
+        success_policy: Mapping[str, Any] | V1SuccessPolicy | None = None,
         pod_replacement_policy: str | None = None,
         active_deadline_seconds: int | None = None,
         ttl_seconds_after_finished: int | None = None,
         suspend: bool | None = None,
         reuse_succeeded: bool = False,
-        name: str | None = None,
         random_name_suffix: bool = True,
-        env_vars: Mapping[str, str] | list[dict[str, Any]] | None = None,
         wait_until_job_complete: bool = True,
-        job_template_file: str | None = None,
+        reattach_on_restart: bool | None = None,
+        skip_on_exit_code: int | Sequence[int] | None = None,
         full_job_spec: Any = None,
-        job_poll_interval: float | None = None,
-        on_kill_propagation_policy: str | None = None,
         base_container_name: str | None = None,
         volumes: list[Any] | None = None,
         volume_mounts: list[Any] | None = None,
@@ -213,23 +255,33 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         full_pod_spec: Any = None,
         **kwargs: Any,
     ) -> None:
-        if on_kill_propagation_policy is not None:
-            kwargs["propagation_policy"] = _alias(
-                "propagation_policy",
-                kwargs.get("propagation_policy"),
-                "on_kill_propagation_policy",
-                on_kill_propagation_policy,
-            )
+        own = {
+            "job_name": job_name,
+            "env": env,
+            "job_template": job_template,
+            "reattach_on_restart": reattach_on_restart,
+        }
+        try:
+            peer = translate(take_peer_params(kwargs), {**kwargs, **own})
+            skip_codes = exit_codes(skip_on_exit_code)
+        except PeerParamError as e:
+            raise InvalidJobTemplateError(f"task {kwargs.get('task_id')}: {e}") from e
+        for key, value in peer.values.items():
+            if key in _OWN_TARGETS:
+                own[key] = value
+            else:
+                kwargs[key] = value
+        job_name, env, job_template = own["job_name"], own["env"], own["job_template"]
         super().__init__(**kwargs)
+        self.peer_notes = peer.notes
+        self.skip_on_exit_code = skip_codes
+        self.reattach_on_restart = own["reattach_on_restart"] is not False
         # The Pod settings stay attributes of their own: Jinja renders them (template_fields).
         for key, value in locals().items():
             if key in PodSettings.names():
                 setattr(self, key, value)
         self.full_job_spec = full_job_spec
         self.base_container_name = base_container_name or "main"
-        job_template = _alias("job_template", job_template, "job_template_file", job_template_file)
-        job_name = _alias("job_name", job_name, "name", name)
-        env = _alias("env", env, "env_vars", env_vars)
         self.random_name_suffix = random_name_suffix
         self.wait_until_job_complete = wait_until_job_complete
         if (
@@ -259,8 +311,8 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
                 backoff_limit=backoff_limit,
                 backoff_limit_per_index=backoff_limit_per_index,
                 max_failed_indexes=max_failed_indexes,
-                pod_failure_policy=dict(pod_failure_policy) if pod_failure_policy else None,
-                success_policy=dict(success_policy) if success_policy else None,
+                pod_failure_policy=_spec_field("pod_failure_policy", pod_failure_policy),
+                success_policy=_spec_field("success_policy", success_policy),
                 pod_replacement_policy=cast("Any", pod_replacement_policy),
                 active_deadline_seconds=active_deadline_seconds,
                 ttl_seconds_after_finished=ttl_seconds_after_finished,
@@ -269,6 +321,11 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         except (InvalidJobSpecError, TypeError, ValueError) as e:
             raise InvalidJobTemplateError(str(e)) from e
         self.reuse_succeeded = reuse_succeeded
+        if reuse_succeeded and not self.reattach_on_restart:
+            raise InvalidJobTemplateError(
+                "reuse_succeeded=True keeps this task instance's succeeded Job, reattach_on_restart=False "
+                "never uses an earlier try's Job: pass one of them"
+            )
         self._validate_early()
 
     def _validate_early(self) -> None:
@@ -288,7 +345,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
                 check_settings(pod)
             if isinstance(self.job_template, str) or pod.pod_template_file or "{{" in repr(fields):
                 return  # a file or a template: validated at run time, still before anything is created
-            build_job(
+            body = build_job(
                 name="validate",
                 namespace="default",
                 template=job_layers(self.job_template, self.full_job_spec),
@@ -296,8 +353,28 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
                 overrides=self.overrides,
                 pod=pod,
             )
+            self._add_skip_rule(body)
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {self.task_id}: {e}") from e
+
+    def _add_skip_rule(self, body: dict[str, Any]) -> None:
+        """``skip_on_exit_code``: those exit codes end the Job at once (``core/skipcodes.py``)."""
+        if self.skip_on_exit_code:
+            add_skip_rule(body, self.skip_on_exit_code, self.base_container_name)
+            validate_job(body)
+
+    def skip_if_exit_code(self, outcome: JobOutcome) -> None:
+        """Raise AirflowSkipException when the failed Job's last failed Pod exited with one of
+        ``skip_on_exit_code`` (as cncf.kubernetes skips the task)."""
+        if not self.skip_on_exit_code or not outcome.uid:
+            return
+        pods = self.hook.list_pods(outcome.namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}")
+        code = skip_exit_code(pods, self.skip_on_exit_code, self.base_container_name)
+        if code is not None:
+            raise AirflowSkipException(
+                f"Job {outcome.namespace}/{outcome.name}: the main container exited with {code} "
+                f"(skip_on_exit_code={list(self.skip_on_exit_code)}): skipping the task"
+            )
 
     def pod_settings(self) -> PodSettings:
         """The Pod parameters as given (or as Jinja rendered them)."""
@@ -357,6 +434,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
                 pod=self.pod_settings(),
                 on_override=lambda line: self.log.warning("Pod setting replaced: %s", line),
             )
+            self._add_skip_rule(body)
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {task_id}: {e}") from e
         hold_ttl(body, config.get("default_ttl_seconds_after_finished"))
@@ -364,6 +442,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         return body
 
     def execute(self, context: Context) -> Any:
+        self.log_peer_notes()
         namespace = self.resolve_namespace()
         body = self.build(context, namespace)
         name = body["metadata"]["name"]
@@ -385,7 +464,11 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
             outcome = self.finish(event, context, cleanup=False)
         except JobFailedError as e:
             if e.outcome:
-                self.cleanup_after(JobOutcome.from_dict(e.outcome), context)
+                failed = JobOutcome.from_dict(e.outcome)
+                try:
+                    self.skip_if_exit_code(failed)
+                finally:
+                    self.cleanup_after(failed, context)
             raise
         results = self.pod_results(outcome) if self.do_xcom_push else []
         bad = [r.error for r in results if r.error]
