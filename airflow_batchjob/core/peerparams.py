@@ -116,9 +116,7 @@ def exit_codes(value: Any) -> tuple[int, ...] | None:
     return _exit_codes(value)
 
 
-_WATCH = (
-    "accepted, no effect: this provider watches the Job and its Pods (no polling) and streams their logs"
-)
+_WATCH = "accepted, no effect: this provider watches the Job and its Pods (no polling) and streams their logs"
 _SAME = "same"
 
 # Every constructor parameter of cncf.kubernetes 10.25.0's KubernetesJobOperator (with
@@ -126,8 +124,9 @@ _SAME = "same"
 # against the installed provider's signatures.
 PEER_PARAMS: dict[str, PeerParam] = {
     # -- the Job --------------------------------------------------------------------------------
-    "job_template_file": PeerParam("alias", "``job_template`` (which also takes a dict, YAML text or a V1Job)",
-                                   "job_template"),
+    "job_template_file": PeerParam(
+        "alias", "``job_template`` (which also takes a dict, YAML text or a V1Job)", "job_template"
+    ),
     "full_job_spec": PeerParam("same", "same: laid over ``job_template`` as cncf.kubernetes does"),
     "backoff_limit": PeerParam("same", _SAME),
     "completion_mode": PeerParam("same", _SAME),
@@ -195,7 +194,9 @@ PEER_PARAMS: dict[str, PeerParam] = {
     "secrets": PeerParam("same", "same (cncf.kubernetes ``Secret`` objects)"),
     "base_container_name": PeerParam("same", "same (default ``main``, else the template's first)"),
     "image_pull_policy": PeerParam("same", "same (checked: ``Always``, ``IfNotPresent``, ``Never``)"),
-    "container_resources": PeerParam("same", "same (``V1ResourceRequirements`` or a dict; quantities checked)"),
+    "container_resources": PeerParam(
+        "same", "same (``V1ResourceRequirements`` or a dict; quantities checked)"
+    ),
     "container_security_context": PeerParam("same", _SAME),
     "termination_message_policy": PeerParam("same", _SAME),
     "pod_runtime_info_envs": PeerParam("same", _SAME),
@@ -205,7 +206,7 @@ PEER_PARAMS: dict[str, PeerParam] = {
     "affinity": PeerParam("same", _SAME),
     "runtime_class_name": PeerParam("same", _SAME),
     "node_selector": PeerParam("same", _SAME),
-    "image_pull_secrets": PeerParam("same", "same (a list or ``\"a,b\"``)"),
+    "image_pull_secrets": PeerParam("same", 'same (a list or ``"a,b"``)'),
     "service_account_name": PeerParam("same", _SAME),
     "automount_service_account_token": PeerParam("same", _SAME),
     "hostnetwork": PeerParam("same", _SAME),
@@ -229,8 +230,12 @@ PEER_PARAMS: dict[str, PeerParam] = {
         "same: True (default) adopts this task instance's Job on a retry or restart; False deletes it "
         "and creates a fresh one",
     ),
-    "durable": PeerParam("alias", "``reattach_on_restart``", "reattach_on_restart",
-                         convert=_bool("durable", "reattach_on_restart")),
+    "durable": PeerParam(
+        "alias",
+        "``reattach_on_restart``",
+        "reattach_on_restart",
+        convert=_bool("durable", "reattach_on_restart"),
+    ),
     "startup_timeout_seconds": PeerParam(
         "mapped",
         "``pending_timeout`` (a Pod not scheduled or not started that long fails the task, with the reason); "
@@ -263,7 +268,9 @@ PEER_PARAMS: dict[str, PeerParam] = {
         _on_finish,
     ),
     "is_delete_operator_pod": PeerParam(
-        "mapped", "``delete_on_finish``: True -> ``always``, False -> ``never``", "delete_on_finish",
+        "mapped",
+        "``delete_on_finish``: True -> ``always``, False -> ``never``",
+        "delete_on_finish",
         _is_delete,
     ),
     "on_kill_action": PeerParam(
@@ -295,17 +302,16 @@ PEER_PARAMS: dict[str, PeerParam] = {
         _bool("log_events_on_startup", "diagnostics"),
     ),
     "log_pod_spec_on_failure": PeerParam(
-        "fixed",
-        "False only: the Pod spec is never logged (diagnostics explain why Pods do not run, and failed "
-        "Pods' log tails are shown); read the spec with ``kubectl get job -o yaml``",
-        accepted=(False,),
+        "same", "same (default False here): the failed Job's Pod template is logged as YAML"
     ),
     "container_name_log_prefix_enabled": PeerParam(
-        "fixed", "True only: every log line is prefixed with its Pod, container and item or index",
+        "fixed",
+        "True only: every log line is prefixed with its Pod, container and item or index",
         accepted=(True,),
     ),
     "log_formatter": PeerParam(
-        "fixed", "None only: no formatter hook (lines are prefixed with the Pod and its item or index)",
+        "fixed",
+        "None only: no formatter hook (lines are prefixed with the Pod and its item or index)",
         accepted=(None,),
     ),
     "xcom_sidecar_container_security_context": PeerParam(
@@ -371,6 +377,8 @@ def translate(given: Mapping[str, Any], ours: Mapping[str, Any]) -> Translation:
             if not _accepted(value, entry.accepted):
                 raise PeerParamError(f"{name}={value!r} has no counterpart here: {entry.doc}")
             continue
+        if value is None:
+            continue  # the peer's "unset" for an alias or a mapped value: ours keeps its default
         target = str(entry.target)
         converted = entry.convert(value) if entry.convert else value
         if target == "diagnostics" and target in values:

@@ -93,6 +93,8 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
     :param progress_interval: seconds between progress lines in the task log (default 10).
     :param log_tail_lines: lines of each failed Pod's log shown at the end (default 50).
     :param max_failed_pod_logs: failed Pods whose log tail is shown (default 5).
+    :param log_pod_spec_on_failure: log a failed Job's Pod template (as YAML) with its failed Pods'
+        logs (default False; cncf.kubernetes' name).
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         delete_on_finish: DeletePolicy = "never",
         propagation_policy: str = "Background",
         delete_on_kill: bool = True,
+        log_pod_spec_on_failure: bool = False,
         wait_timeout: dt.timedelta | float | None = None,
         progress_interval: float = 10.0,
         log_tail_lines: int = 50,
@@ -167,6 +170,7 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         self.delete_on_finish = delete_on_finish
         self.propagation_policy = propagation_policy
         self.delete_on_kill = bool(delete_on_kill)
+        self.log_pod_spec_on_failure = bool(log_pod_spec_on_failure)
         # What cncf.kubernetes parameters that have no effect here (polling knobs) say once, at execute.
         self.peer_notes: tuple[str, ...] = ()
         self.wait_timeout = _seconds(wait_timeout)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow_batchjob import config
+from airflow_batchjob._compat import AirflowSkipException
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobOutcome
@@ -33,7 +34,6 @@ from airflow_batchjob.core.spec import (
     to_api,
     validate_job,
 )
-from airflow_batchjob._compat import AirflowSkipException
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
     InvalidResultError,
@@ -255,7 +255,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         full_pod_spec: Any = None,
         **kwargs: Any,
     ) -> None:
-        own = {
+        own: dict[str, Any] = {
             "job_name": job_name,
             "env": env,
             "job_template": job_template,
@@ -298,7 +298,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         self.image = image
         self.cmds = cmds
         self.arguments = arguments
-        self.env = env if env is None or isinstance(env, list) else dict(env)
+        self.env = None if env is None else dict(env) if isinstance(env, Mapping) else list(env)
         self.container_resources = container_resources
         self.job_name = job_name
         self.labels = dict(labels or {})
