@@ -56,7 +56,7 @@ class JobAdopting:
                         "made it: with random_name_suffix=False every run uses this one name. Let "
                         "the name take its per-run suffix, or wait for that Job first"
                     )
-                if mine and not self.reattach_on_restart:
+                if mine and not self.reattach_on_restart and naming.earlier_try(existing, body):
                     self.log.info(
                         "Job %s/%s (uid %s) of an earlier try is %s; replacing it with a fresh Job "
                         "(reattach_on_restart=False)",

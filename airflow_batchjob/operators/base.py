@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 
 from airflow_batchjob import config
+from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.items import check_items_param
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
 )
@@ -29,6 +31,7 @@ __all__ = [  # what the operators and users import from here
     "BaseBatchJobOperator",
     "decided_event",
     "default_deferrable",
+    "items_at_parse",
     "run_wait",
 ]
 
@@ -40,6 +43,17 @@ DeletePolicy = Literal["never", "on_success", "always"]
 ON_KILL_SECONDS = 30
 _DELETE_POLICIES = ("never", "on_success", "always")
 _PROPAGATION = ("Background", "Foreground", "Orphan")
+
+
+def items_at_parse(items: Any) -> list[Any] | None:
+    """An operator's ``items`` checked when the DAG is parsed (``core/items.check_items_param``):
+    a literal list to check now, or None for a Jinja string or an XCom resolved at run time."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    try:
+        return check_items_param(items, is_reference=isinstance(items, XComArg))
+    except InvalidJobSpecError as e:
+        raise InvalidJobTemplateError(str(e)) from e
 
 
 def _seconds(value: dt.timedelta | float | None) -> float | None:

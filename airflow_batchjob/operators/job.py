@@ -31,6 +31,7 @@ from airflow_batchjob.core.spec import (
     build_job,
     env_list,
     hold_ttl,
+    is_template_file,
     to_api,
     validate_job,
 )
@@ -190,6 +191,17 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
     template_ext: Sequence[str] = (".yaml", ".yml", ".json")
     template_fields_renderers: ClassVar[dict[str, str]] = {"job_template": "yaml", "env": "json"}
     ui_color = "#d7e8fc"
+    # Inherited parameters a pattern cannot honour: (name, the only value it takes, why and the fix).
+    # Given another value, the constructor refuses it (nothing is accepted and then ignored).
+    cannot_honour: ClassVar[tuple[tuple[str, Any, str], ...]] = ()
+    # What only a waiting task does; with wait_until_job_complete=False it is refused.
+    _WAIT_ONLY: ClassVar[tuple[tuple[str, Any], ...]] = (
+        ("delete_on_finish", "never"),
+        ("wait_timeout", None),
+        ("pending_timeout", None),
+        ("skip_on_exit_code", None),
+        ("log_pod_spec_on_failure", False),
+    )
 
     def __init__(
         self,
@@ -272,6 +284,14 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
             else:
                 kwargs[key] = value
         job_name, env, job_template = own["job_name"], own["env"], own["job_template"]
+        given = {
+            **kwargs,
+            "random_name_suffix": random_name_suffix,
+            "wait_until_job_complete": wait_until_job_complete,
+            "skip_on_exit_code": skip_on_exit_code,
+            "reattach_on_restart": own["reattach_on_restart"],
+        }
+        self._refuse_unhonoured(given)
         super().__init__(**kwargs)
         self.peer_notes = peer.notes
         self.skip_on_exit_code = skip_codes
@@ -328,6 +348,21 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
             )
         self._validate_early()
 
+    def _refuse_unhonoured(self, given: Mapping[str, Any]) -> None:
+        """Refuse, at parse time, what this pattern cannot honour and what only a wait does."""
+        task = f"{type(self).__name__} {given.get('task_id')!r}"
+        for name, only, why in self.cannot_honour:
+            if given.get(name, only) != only:
+                raise InvalidJobTemplateError(f"{task}: {name}={given[name]!r}: {why}")
+        if given.get("wait_until_job_complete") is False:
+            for name, default in self._WAIT_ONLY:
+                if given.get(name, default) != default:
+                    raise InvalidJobTemplateError(
+                        f"{task}: {name}={given[name]!r} acts once the task has the Job's outcome, and "
+                        "wait_until_job_complete=False returns at once: drop it, or wait (a JobSensor "
+                        "downstream waits; ttl_seconds_after_finished or a DeleteJobOperator clean up)"
+                    )
+
     def _validate_early(self) -> None:
         """Refuse bad parameters when the DAG is parsed, unless Jinja must render them first."""
         pod = self.pod_settings()
@@ -343,8 +378,9 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         try:
             if "{{" not in repr(pod):
                 check_settings(pod)
-            if isinstance(self.job_template, str) or pod.pod_template_file or "{{" in repr(fields):
+            if is_template_file(self.job_template) or pod.pod_template_file or "{{" in repr(fields):
                 return  # a file or a template: validated at run time, still before anything is created
+            # YAML text (no file, no Jinja) is parsed here: a malformed one fails the DAG's parse
             body = build_job(
                 name="validate",
                 namespace="default",
@@ -437,7 +473,11 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
             self._add_skip_rule(body)
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {task_id}: {e}") from e
-        hold_ttl(body, config.get("default_ttl_seconds_after_finished"))
+        default_ttl = config.get("default_ttl_seconds_after_finished")
+        if self.wait_until_job_complete:
+            hold_ttl(body, default_ttl)  # set once the task has read the outcome
+        elif default_ttl is not None and default_ttl >= 0:  # nobody reads it here: the TTL runs now
+            body["spec"].setdefault("ttlSecondsAfterFinished", default_ttl)
         add_result_env(body)
         return body
 
