@@ -125,7 +125,8 @@ def _walk(value: Any, kind: str, where: str, problems: list[str]) -> None:
                 if not _templated(q) and not _quantity(q):
                     at = f"{here}[{name!r}]" if name is not None else here
                     problems.append(
-                        f"{at} = {q!r} is not a quantity: write e.g. '500m' or 2 (CPU), '256Mi' or '1Gi' (memory)"
+                        f"{at} = {q!r} is not a quantity: write e.g. '500m' or 2 (CPU), "
+                        "'256Mi' or '1Gi' (memory)"
                     )
         else:
             _walk(v, fields[key], here, problems)

@@ -618,7 +618,8 @@ def validate_job(job: Mapping[str, Any]) -> None:
     if not isinstance(name, str) or len(name) > 63 or not _DNS1123_SUBDOMAIN_RE.match(name):
         problems.append(
             f"metadata.name {name!r} must be <= 63 lowercase letters, digits, '-' or '.', starting and "
-            "ending alphanumeric: change job_name (or leave random_name_suffix on, which derives a valid name)"
+            "ending alphanumeric: change job_name (or leave random_name_suffix on, which derives a "
+            "valid name)"
         )
     if namespace is not None and (not isinstance(namespace, str) or not is_dns1123_label(namespace)):
         problems.append(f"metadata.namespace {namespace!r} is not a valid namespace name (DNS-1123 label)")
