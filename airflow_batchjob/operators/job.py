@@ -381,8 +381,9 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
             if is_template_file(self.job_template) or pod.pod_template_file or "{{" in repr(fields):
                 return  # a file or a template: validated at run time, still before anything is created
             # YAML text (no file, no Jinja) is parsed here: a malformed one fails the DAG's parse
+            exact = self.job_name if self.job_name and not self.random_name_suffix else None
             body = build_job(
-                name="validate",
+                name=exact if exact and "{{" not in exact else "validate",
                 namespace="default",
                 template=job_layers(self.job_template, self.full_job_spec),
                 container=self._container(),
