@@ -118,7 +118,8 @@ def test_schema_walks_lists_dicts_and_leaves_jinja_to_the_run() -> None:
         }
     }
     assert schema_problems(job) == [
-        "spec.template.spec.volumes[0].emptyDir.medum: not a field of EmptyDirVolumeSource, did you mean medium?"
+        "spec.template.spec.volumes[0].emptyDir.medum: not a field of EmptyDirVolumeSource, "
+        "did you mean medium?"
     ]
     assert nearest("BACKOFFLIMIT", ["backoffLimit"]) == "backoffLimit"
     assert nearest("zzz", ["backoffLimit"]) is None
