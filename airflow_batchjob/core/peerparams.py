@@ -360,7 +360,9 @@ def translate(given: Mapping[str, Any], ours: Mapping[str, Any]) -> Translation:
     """Apply ``PEER_PARAMS`` to the peer-only parameters in ``given``.
 
     ``ours`` holds the parameters of ours that were set (not left to their defaults); a peer
-    parameter for one of them is a conflict, since the task would run with one of two values.
+    parameter asking one of them for another value is a conflict (the task would run with one
+    of two values); the same value twice is fine (cncf.kubernetes takes ``durable`` and
+    ``reattach_on_restart`` together).
     Raises PeerParamError naming the parameter and what to use.
     """
     values: dict[str, Any] = {}
@@ -394,7 +396,7 @@ def translate(given: Mapping[str, Any], ours: Mapping[str, Any]) -> Translation:
         values[target] = converted
         from_peer.setdefault(target, []).append(name)
     for target, names in from_peer.items():
-        if ours.get(target) is not None:
+        if ours.get(target) is not None and ours[target] != values[target]:
             raise PeerParamError(
                 f"{' and '.join(names)} and {target} are the same setting (cncf.kubernetes' name and "
                 f"ours): pass only {target}"

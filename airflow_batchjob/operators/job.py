@@ -208,8 +208,8 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         *,
         job_template: Mapping[str, Any] | str | Any | None = None,
         image: str | None = None,
-        cmds: list[str] | None = None,
-        arguments: list[str] | None = None,
+        cmds: Sequence[str] | None = None,
+        arguments: Sequence[str] | None = None,
         env: EnvParam | None = None,
         container_resources: ResourcesParam | None = None,
         job_name: str | None = None,
@@ -292,6 +292,11 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
             "reattach_on_restart": own["reattach_on_restart"],
         }
         self._refuse_unhonoured(given)
+        for what, value in (("cmds", cmds), ("arguments", arguments)):
+            if isinstance(value, str):
+                raise InvalidJobTemplateError(
+                    f"{what}={value!r} is a string: give a list, e.g. ['sh', '-c', {value!r}]"
+                )
         super().__init__(**kwargs)
         self.peer_notes = peer.notes
         self.skip_on_exit_code = skip_codes

@@ -175,6 +175,11 @@ def test_a_peer_name_and_ours_together_are_refused() -> None:
         BatchJobOperator(task_id="t", image="b", on_finish_action="keep_pod", delete_on_finish="always")
     with pytest.raises(InvalidJobTemplateError, match="name and job_name"):
         BatchJobOperator(task_id="t", image="b", name="a", job_name="b")
+    with pytest.raises(InvalidJobTemplateError, match="durable and reattach_on_restart"):
+        BatchJobOperator(task_id="t", image="b", durable=False, reattach_on_restart=True)
+    assert BatchJobOperator(
+        task_id="t", image="b", durable=True, reattach_on_restart=True
+    ).reattach_on_restart
     with pytest.raises(InvalidJobTemplateError, match="different delete_on_finish"):
         BatchJobOperator(task_id="t", image="b", on_finish_action="keep_pod", is_delete_operator_pod=True)
 
