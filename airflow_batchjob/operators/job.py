@@ -15,14 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow_batchjob import config
-from airflow_batchjob._compat import AirflowSkipException
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobOutcome
-from airflow_batchjob.core.peerparams import PeerParamError, exit_codes, take_peer_params, translate
 from airflow_batchjob.core.podsettings import PodSettings, check_settings, job_layers
 from airflow_batchjob.core.results import PodResult, add_result_env, results_in_order
-from airflow_batchjob.core.skipcodes import add_skip_rule, skip_exit_code
 from airflow_batchjob.core.spec import (
     ContainerParams,
     EnvParam,
@@ -33,7 +30,6 @@ from airflow_batchjob.core.spec import (
     hold_ttl,
     is_template_file,
     to_api,
-    validate_job,
 )
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
@@ -47,15 +43,11 @@ from airflow_batchjob.operators.base import (  # noqa: F401 (re-exported: the na
     decided_event,
     run_wait,
 )
+from airflow_batchjob.operators.compat import PeerCompat
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from kubernetes.client import V1PodFailurePolicy, V1SuccessPolicy
-
-
-# Targets of cncf.kubernetes parameters (core/peerparams.py) that are BatchJobOperator's own
-# arguments; the others are BaseBatchJobOperator's, passed on in **kwargs.
-_OWN_TARGETS = ("job_name", "env", "job_template", "reattach_on_restart")
 
 
 def _spec_field(name: str, value: Any) -> Mapping[str, Any] | None:
@@ -70,7 +62,7 @@ def _spec_field(name: str, value: Any) -> Mapping[str, Any] | None:
     return dict(value)
 
 
-class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
+class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
     """Run a Kubernetes Job and wait for it; deferrable (watch-based) by default.
 
     Give either ``job_template`` (a dict, a YAML/JSON string, a ``.yaml``/``.yml``/``.json`` file
@@ -191,17 +183,6 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
     template_ext: Sequence[str] = (".yaml", ".yml", ".json")
     template_fields_renderers: ClassVar[dict[str, str]] = {"job_template": "yaml", "env": "json"}
     ui_color = "#d7e8fc"
-    # Inherited parameters a pattern cannot honour: (name, the only value it takes, why and the fix).
-    # Given another value, the constructor refuses it (nothing is accepted and then ignored).
-    cannot_honour: ClassVar[tuple[tuple[str, Any, str], ...]] = ()
-    # What only a waiting task does; with wait_until_job_complete=False it is refused.
-    _WAIT_ONLY: ClassVar[tuple[tuple[str, Any], ...]] = (
-        ("delete_on_finish", "never"),
-        ("wait_timeout", None),
-        ("pending_timeout", None),
-        ("skip_on_exit_code", None),
-        ("log_pod_spec_on_failure", False),
-    )
 
     def __init__(
         self,
@@ -267,22 +248,9 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         full_pod_spec: Any = None,
         **kwargs: Any,
     ) -> None:
-        own: dict[str, Any] = {
-            "job_name": job_name,
-            "env": env,
-            "job_template": job_template,
-            "reattach_on_restart": reattach_on_restart,
-        }
-        try:
-            peer = translate(take_peer_params(kwargs), {**kwargs, **own})
-            skip_codes = exit_codes(skip_on_exit_code)
-        except PeerParamError as e:
-            raise InvalidJobTemplateError(f"task {kwargs.get('task_id')}: {e}") from e
-        for key, value in peer.values.items():
-            if key in _OWN_TARGETS:
-                own[key] = value
-            else:
-                kwargs[key] = value
+        own: dict[str, Any] = {"job_name": job_name, "env": env, "job_template": job_template}
+        own["reattach_on_restart"] = reattach_on_restart
+        notes, skip_codes = self.take_peer_params(kwargs, own, skip_on_exit_code)
         job_name, env, job_template = own["job_name"], own["env"], own["job_template"]
         given = {
             **kwargs,
@@ -298,7 +266,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
                     f"{what}={value!r} is a string: give a list, e.g. ['sh', '-c', {value!r}]"
                 )
         super().__init__(**kwargs)
-        self.peer_notes = peer.notes
+        self.peer_notes = notes
         self.skip_on_exit_code = skip_codes
         self.reattach_on_restart = own["reattach_on_restart"] is not False
         # The Pod settings stay attributes of their own: Jinja renders them (template_fields).
@@ -353,21 +321,6 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
             )
         self._validate_early()
 
-    def _refuse_unhonoured(self, given: Mapping[str, Any]) -> None:
-        """Refuse, at parse time, what this pattern cannot honour and what only a wait does."""
-        task = f"{type(self).__name__} {given.get('task_id')!r}"
-        for name, only, why in self.cannot_honour:
-            if given.get(name, only) != only:
-                raise InvalidJobTemplateError(f"{task}: {name}={given[name]!r}: {why}")
-        if given.get("wait_until_job_complete") is False:
-            for name, default in self._WAIT_ONLY:
-                if given.get(name, default) != default:
-                    raise InvalidJobTemplateError(
-                        f"{task}: {name}={given[name]!r} acts once the task has the Job's outcome, and "
-                        "wait_until_job_complete=False returns at once: drop it, or wait (a JobSensor "
-                        "downstream waits; ttl_seconds_after_finished or a DeleteJobOperator clean up)"
-                    )
-
     def _validate_early(self) -> None:
         """Refuse bad parameters when the DAG is parsed, unless Jinja must render them first."""
         pod = self.pod_settings()
@@ -398,25 +351,6 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
             self._add_skip_rule(body)
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {self.task_id}: {e}") from e
-
-    def _add_skip_rule(self, body: dict[str, Any]) -> None:
-        """``skip_on_exit_code``: those exit codes end the Job at once (``core/skipcodes.py``)."""
-        if self.skip_on_exit_code:
-            add_skip_rule(body, self.skip_on_exit_code, self.base_container_name)
-            validate_job(body)
-
-    def skip_if_exit_code(self, outcome: JobOutcome) -> None:
-        """Raise AirflowSkipException when the failed Job's last failed Pod exited with one of
-        ``skip_on_exit_code`` (as cncf.kubernetes skips the task)."""
-        if not self.skip_on_exit_code or not outcome.uid:
-            return
-        pods = self.hook.list_pods(outcome.namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}")
-        code = skip_exit_code(pods, self.skip_on_exit_code, self.base_container_name)
-        if code is not None:
-            raise AirflowSkipException(
-                f"Job {outcome.namespace}/{outcome.name}: the main container exited with {code} "
-                f"(skip_on_exit_code={list(self.skip_on_exit_code)}): skipping the task"
-            )
 
     def pod_settings(self) -> PodSettings:
         """The Pod parameters as given (or as Jinja rendered them)."""
