@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pendulum
 import pytest
 from kubernetes import client
 
+from airflow_batchjob.core import naming
 from airflow_batchjob.operators.indexed import IndexedJobOperator
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from airflow_batchjob.sensors.job import JobSensor
 from airflow_batchjob.sensors.jobgroup import JobGroupSensor
 from tests.cluster.helpers import jobs_in, new_dag, pods_in
+from tests.cluster.test_retry_keeps_work import CASES
 
 pytestmark = pytest.mark.cluster
 
@@ -144,3 +147,27 @@ def test_fire_and_forget_fan_outs_and_a_sensor_downstream(
         assert result[task]["state"] == "success", task
     jobs = client.BatchV1Api(api_client).list_namespaced_job(namespace).items
     assert all(j.spec.ttl_seconds_after_finished is not None for j in jobs), "nobody waits: TTL set at once"
+
+
+@pytest.mark.parametrize(("kind", "cls", "params"), CASES, ids=[c[0] for c in CASES])
+def test_reattach_on_restart_false_runs_a_fresh_job_on_the_retry(
+    run_dag: Any, api_client: Any, namespace: str, kind: str, cls: Any, params: dict[str, Any]
+) -> None:
+    """The first try is lost before it read its succeeded Jobs' outcome: with the default the retry
+    keeps them (test_retry_keeps_work.py); reattach_on_restart=False replaces them."""
+    with new_dag(f"fresh_{kind}") as dag:
+        op = cls(
+            task_id="work",
+            namespace=namespace,
+            image="worker",
+            retries=1,
+            retry_delay=pendulum.duration(seconds=0),
+            reattach_on_restart=False,
+            **params,
+        )
+        op.lose = "before"
+    result = run_dag(dag)["work"]
+    assert result["state"] == "success" and result["try_number"] == 2, result
+    jobs = jobs_in(api_client, namespace)
+    assert {j.metadata.labels[naming.LABEL_TRY] for j in jobs} == {"2"}, "only the retry's fresh Jobs"
+    assert len(jobs) == (3 if kind == "group" else 1)
