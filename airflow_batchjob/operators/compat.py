@@ -1,8 +1,9 @@
 """What ``BatchJobOperator`` (and the patterns built on it) does with cncf.kubernetes' parameters.
 
-The answers are ``core/peerparams.py``'s table; this mixin applies them to an operator's keyword
-arguments, refuses what a pattern cannot honour (``cannot_honour``) or what only a waiting task
-does beside ``wait_until_job_complete=False``, and runs ``skip_on_exit_code`` (``core/skipcodes.py``).
+The answers are ``core/peertable.py``'s table, applied by ``core/peerparams.py``; this mixin
+applies them to an operator's keyword arguments, refuses what a pattern cannot honour
+(``cannot_honour``) or what only a waiting task does beside ``wait_until_job_complete=False``,
+and runs ``skip_on_exit_code`` (``core/skipcodes.py``).
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
         raises ``AirflowSkipException``.
 
     Every other cncf.kubernetes ``KubernetesJobOperator`` parameter is answered by
-    ``core/peerparams.py`` (``docs/migration.rst``): an alias (``name`` -> ``job_name``,
+    ``core/peertable.py`` (``docs/migration.rst``): an alias (``name`` -> ``job_name``,
     ``env_vars`` -> ``env``, ``job_template_file`` -> ``job_template``,
     ``on_kill_propagation_policy`` -> ``propagation_policy``, ``durable`` ->
     ``reattach_on_restart``), a mapped value (``on_finish_action`` / ``is_delete_operator_pod`` ->
