@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kubernetes.client.rest import ApiException
+
 from airflow_batchjob._compat import AirflowSkipException
 from airflow_batchjob.core.outcome import JobOutcome
 from airflow_batchjob.core.peerparams import PeerParamError, exit_codes, take_peer_params, translate
 from airflow_batchjob.core.skipcodes import add_skip_rule, skip_exit_code
 from airflow_batchjob.core.spec import validate_job
 from airflow_batchjob.exceptions import InvalidJobTemplateError
-
-if TYPE_CHECKING:
-    from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.hooks.batchjob import _api_message as api_message
 
 # Targets of cncf.kubernetes parameters that are BatchJobOperator's own arguments; the others are
 # BaseBatchJobOperator's, passed on in **kwargs.
@@ -47,6 +48,23 @@ class PeerCompat:
         ("skip_on_exit_code", None),
         ("log_pod_spec_on_failure", False),
     )
+
+    def server_dry_run(self, hook: BatchJobHook, namespace: str, body: dict[str, Any]) -> None:
+        """Send the Job as a server-side dry run before anything of the task is created or
+        replaced (ConfigMaps, Secrets, an earlier try's Job): what the apiserver, a quota or an
+        admission webhook refuses fails here, with its message, before any side effect. A Job
+        of that name that exists already (409) is the adoption's business."""
+        try:
+            hook.create_job(namespace, body, dry_run=True)
+        except ApiException as e:
+            if e.status == 409:
+                return
+            if e.status in (400, 403, 422):
+                raise InvalidJobTemplateError(
+                    f"the apiserver refuses Job {namespace}/{body['metadata']['name']} (dry run, "
+                    f"nothing was created): {api_message(e)}"
+                ) from e
+            raise
 
     @staticmethod
     def take_peer_params(

@@ -271,6 +271,7 @@ class IndexedJobOperator(BatchJobOperator):
             extra_annotations={ANNOTATION_INDEXES: format_indexes(todo), ANNOTATION_ATTEMPT: str(attempt)},
         )
         self._mount_items(body, cm_names)
+        self.server_dry_run(hook, namespace, body)  # before the items' ConfigMaps exist
         for cm, data in zip(cm_names, chunks, strict=True):  # one left by a try that died: replaced
             meta = {"name": cm, "labels": body["metadata"]["labels"]}
             hook.put_configmap(namespace, {"metadata": meta, "data": data})

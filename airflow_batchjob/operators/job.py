@@ -426,6 +426,7 @@ class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
         namespace = self.resolve_namespace()
         body = self.build(context, namespace)
         name = body["metadata"]["name"]
+        self.server_dry_run(self.hook, namespace, body)  # before an earlier try's Job is replaced
         job = self.create_or_adopt(self.hook, namespace, body, context)
         uid = job["metadata"]["uid"]
         self.push(context, "job_name", name)

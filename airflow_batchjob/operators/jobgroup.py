@@ -178,6 +178,8 @@ class JobGroupOperator(BatchJobOperator):
         self._group_ref = (namespace, selector)  # from here on, a killed task deletes what it created
         self.prepare_kill()
         hook = self.hook
+        if bodies:  # the items' Jobs differ only in their item: one stands for all
+            self.server_dry_run(hook, namespace, bodies[0])
         self.reconcile(hook, namespace, selector, bodies, self.max_tries(context))
         self.push(context, "group", group)
         self.push(context, "namespace", namespace)

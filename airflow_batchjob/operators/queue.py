@@ -290,6 +290,7 @@ class QueueJobOperator(BatchJobOperator):
         body = self.build(context, namespace, broker=conn)
         name = body["metadata"]["name"]
         hook = self.hook
+        self.server_dry_run(hook, namespace, body)  # before the broker Secret exists
         secret = {
             "metadata": {"name": self.secret_name(name), "labels": body["metadata"]["labels"]},
             "type": "Opaque",
