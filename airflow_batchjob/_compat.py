@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # what the type checker reads: today's homes
         AirflowFailException,
         AirflowOptionalProviderFeatureException,
         AirflowSensorTimeout,
+        AirflowSkipException,
     )
 else:
     try:
@@ -23,6 +24,7 @@ else:
             AirflowFailException,
             AirflowOptionalProviderFeatureException,
             AirflowSensorTimeout,
+            AirflowSkipException,
         )
     except ImportError:  # Airflow < 3.2: the task SDK did not define them yet
         from airflow.exceptions import (
@@ -30,6 +32,7 @@ else:
             AirflowFailException,
             AirflowOptionalProviderFeatureException,
             AirflowSensorTimeout,
+            AirflowSkipException,
         )
     try:
         from airflow.sdk import BaseHook
@@ -57,5 +60,6 @@ __all__ = [
     "AirflowFailException",
     "AirflowOptionalProviderFeatureException",
     "AirflowSensorTimeout",
+    "AirflowSkipException",
     "BaseHook",
 ]

@@ -79,6 +79,25 @@ def decode(text: str) -> Any:
         return text
 
 
+def check_items_param(value: Any, *, is_reference: bool = False) -> list[Any] | None:
+    """What an operator's ``items`` may be when the DAG is parsed: a list or tuple (returned as a
+    list, to check now), a Jinja template string or a reference resolved at run time
+    (``is_reference``: an XComArg; both return None). Anything else fails with the fix."""
+    if is_reference:
+        return None
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        return None
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    hint = " (to run one item, pass [the item])" if isinstance(value, (str, Mapping, int, float)) else ""
+    raise InvalidJobSpecError(
+        f"items={shown} ({type(value).__name__}): give a list or tuple of items, a Jinja template "
+        f"string that renders to a list, or an XCom (another task's .output){hint}"
+    )
+
+
 def normalize_items(
     values: Iterable[Any] | None,
     *,

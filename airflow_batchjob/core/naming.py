@@ -152,6 +152,13 @@ def task_annotations(
     return annotations
 
 
+def earlier_try(job: dict[str, Any], body: dict[str, Any]) -> bool:
+    """Whether ``job`` was created by another try than the one about to create ``body`` (their
+    ``try`` labels differ); a Job of this very try (a deferred wait resumed without its event) is not."""
+    tried = ((job.get("metadata") or {}).get("labels") or {}).get(LABEL_TRY)
+    return tried != ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_TRY)
+
+
 def owned_by(job: dict[str, Any], dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> bool:
     """Whether a Job was made by this task instance (its exact ids in the annotations). A Job made
     by hand, or by another run under an exact name (``random_name_suffix=False``), is not."""

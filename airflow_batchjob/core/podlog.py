@@ -84,7 +84,8 @@ def pod_label(pod: Mapping[str, Any], container: str, main: str | None) -> str:
 
 
 def containers_to_follow(pod: Mapping[str, Any], wanted: bool | str | list[str] | None) -> list[str]:
-    """The containers whose logs are shown: the main one (None), all (True), or those named."""
+    """The containers whose logs are shown: the main one (None), all (True), or those named
+    (``@main`` names the main container, ``@init`` every init container)."""
     spec = pod.get("spec") or {}
     inits = [c["name"] for c in spec.get("initContainers") or []]
     mains = [c["name"] for c in spec.get("containers") or []]
@@ -93,7 +94,11 @@ def containers_to_follow(pod: Mapping[str, Any], wanted: bool | str | list[str] 
     if wanted is True:
         return inits + mains
     names = [wanted] if isinstance(wanted, str) else list(wanted)
-    return [c for c in inits + mains if c in names]
+    # "@init" (every init container) and "@main" (the main one) come from cncf.kubernetes'
+    # init_container_logs (core/peerparams.py).
+    if "@main" in names:
+        names += mains[:1]
+    return [c for c in inits + mains if c in names or ("@init" in names and c in inits)]
 
 
 def container_state(pod: Mapping[str, Any], container: str) -> str:

@@ -1,7 +1,8 @@
 """Build and validate a batch/v1 Job as a plain API-form (camelCase) dict.
 
-Working on the dict rather than ``V1Job`` keeps every field a user put in a template (including
-ones newer than the installed client) and makes the result directly serialisable. Validation
+Working on the dict rather than ``V1Job`` keeps every field a user put in a template and makes
+the result directly serialisable; ``core/schema.py`` checks those fields against the installed
+client's models (so a field newer than the client needs a newer client). Validation
 mirrors the apiserver's rules (kubernetes ``pkg/apis/batch/validation``) so mistakes surface when
 the DAG runs the operator, with a message saying how to fix them, not as a 422 from the cluster.
 """
@@ -14,7 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeGuard
 
 import yaml
 
@@ -22,6 +23,8 @@ from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.naming import ANNOTATION_HELD_TTL, is_dns1123_label, is_label_value
 
 if TYPE_CHECKING:
+    from kubernetes.client import V1EnvVar, V1ResourceRequirements
+
     from airflow_batchjob.core.podsettings import PodSettings
 
 JsonDict = dict[str, Any]
@@ -93,6 +96,10 @@ class JobOverrides:
 
 
 EnvInput = Mapping[str, str] | Sequence[Mapping[str, Any] | Any]
+# What users pass (the operators' hints): env as a dict, or a list of API-form dicts / V1EnvVar;
+# resources as a V1ResourceRequirements or its API-form dict.
+EnvParam: TypeAlias = "Mapping[str, str] | Sequence[Mapping[str, Any] | V1EnvVar]"
+ResourcesParam: TypeAlias = "Mapping[str, Any] | V1ResourceRequirements"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,6 +170,16 @@ def load_template(template: Mapping[str, Any] | str | Any | None) -> JsonDict:
         hint = " (use its spec.jobTemplate as the template)" if kind == "CronJob" else ""
         raise InvalidJobSpecError(f"job template has kind {kind!r}; it must be a 'Job' manifest{hint}")
     return data
+
+
+def is_template_file(template: Any) -> bool:
+    """Whether a template string names a file (one line ending .yaml/.yml/.json) or holds Jinja:
+    both are read or rendered at run time. Other strings are YAML text, parsed at once."""
+    if not isinstance(template, str):
+        return False
+    stripped = template.strip()
+    one_file = "\n" not in stripped and stripped.lower().endswith(_TEMPLATE_FILE_SUFFIXES)
+    return one_file or "{{" in template or "{%" in template
 
 
 def parse_manifest_text(text: str, source: str = "job template") -> Any:
@@ -254,8 +271,14 @@ def _apply_container(pod_spec: JsonDict, params: ContainerParams) -> None:
     if params.env is not None:
         target["env"] = _merge_env(list(target.get("env") or []), _env_list(params.env))
     if params.resources is not None:
+        given = to_api(params.resources)
+        if not isinstance(given, dict):
+            raise InvalidJobSpecError(
+                f"container_resources={params.resources!r}: give a V1ResourceRequirements or a dict "
+                "such as {'requests': {'cpu': '500m', 'memory': '256Mi'}, 'limits': {'memory': '1Gi'}}"
+            )
         resources = _sub(target, "resources")
-        for key, value in to_api(params.resources).items():
+        for key, value in given.items():
             if isinstance(value, dict) and isinstance(resources.get(key), dict):
                 resources[key].update(value)
             else:
@@ -404,7 +427,7 @@ def _check_labels(where: str, labels: Any, problems: list[str]) -> None:
         if not isinstance(value, str) or not is_label_value(value):
             problems.append(
                 f"{where}[{key!r}] = {value!r} is not a valid label value (<= 63 chars of A-Z a-z 0-9 - _ ., "
-                "alphanumeric at both ends); pass it through naming.sanitize_label_value"
+                "alphanumeric at both ends): shorten it or replace the other characters"
             )
 
 
@@ -595,7 +618,8 @@ def validate_job(job: Mapping[str, Any]) -> None:
     if not isinstance(name, str) or len(name) > 63 or not _DNS1123_SUBDOMAIN_RE.match(name):
         problems.append(
             f"metadata.name {name!r} must be <= 63 lowercase letters, digits, '-' or '.', starting and "
-            "ending alphanumeric (use naming.job_name)"
+            "ending alphanumeric: change job_name (or leave random_name_suffix on, which derives a "
+            "valid name)"
         )
     if namespace is not None and (not isinstance(namespace, str) or not is_dns1123_label(namespace)):
         problems.append(f"metadata.namespace {namespace!r} is not a valid namespace name (DNS-1123 label)")
@@ -668,5 +692,8 @@ def validate_job(job: Mapping[str, Any]) -> None:
         problems.append("a pod_failure_policy requires restartPolicy Never; set restartPolicy: Never")
 
     _check_containers(pod_spec, problems)
+    from airflow_batchjob.core.schema import schema_problems
+
+    problems += schema_problems(dict(job))
     if problems:
         raise InvalidJobSpecError(problems)

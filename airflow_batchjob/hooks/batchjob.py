@@ -240,10 +240,14 @@ class BatchJobHook:
         return self.kube.get_namespace() or "default"
 
     # -- Jobs ------------------------------------------------------------------------------
-    def create_job(self, namespace: str, body: Obj) -> Obj:
-        """Create the Job; unknown fields (a typo in a template) are refused (400), not dropped."""
+    def create_job(self, namespace: str, body: Obj, dry_run: bool = False) -> Obj:
+        """Create the Job; unknown fields (a typo in a template) are refused (400), not dropped.
+
+        ``dry_run``: the apiserver validates and admits it (webhooks and quotas included) and
+        stores nothing (``dryRun=All``)."""
+        extra = {"dry_run": "All"} if dry_run else {}
         resp = self.batch.create_namespaced_job(
-            namespace, body, field_validation="Strict", _preload_content=False
+            namespace, body, field_validation="Strict", _preload_content=False, **extra
         )
         return dict(_json(resp))
 

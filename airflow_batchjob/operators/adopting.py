@@ -20,6 +20,7 @@ class JobAdopting:
     """``create_or_adopt`` for the operators that create Jobs (mixed into ``BatchJobOperator``)."""
 
     reuse_succeeded: bool
+    reattach_on_restart: bool = True
     log: Any
     if TYPE_CHECKING:  # JobFinishing's
 
@@ -55,6 +56,18 @@ class JobAdopting:
                         "made it: with random_name_suffix=False every run uses this one name. Let "
                         "the name take its per-run suffix, or wait for that Job first"
                     )
+                if mine and not self.reattach_on_restart and naming.earlier_try(existing, body):
+                    self.log.info(
+                        "Job %s/%s (uid %s) of an earlier try is %s; replacing it with a fresh Job "
+                        "(reattach_on_restart=False)",
+                        namespace,
+                        name,
+                        uid,
+                        outcome.state.value,
+                    )
+                    hook.delete_job(namespace, name, "Background", uid=uid)
+                    hook.wait_deleted(namespace, name, uid)
+                    continue
                 if not outcome.done:
                     self.log.info(
                         "adopting Job %s/%s (uid %s), still running: %s",

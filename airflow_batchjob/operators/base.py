@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 
 from airflow_batchjob import config
+from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.items import check_items_param
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
 )
@@ -29,6 +31,7 @@ __all__ = [  # what the operators and users import from here
     "BaseBatchJobOperator",
     "decided_event",
     "default_deferrable",
+    "items_at_parse",
     "run_wait",
 ]
 
@@ -40,6 +43,17 @@ DeletePolicy = Literal["never", "on_success", "always"]
 ON_KILL_SECONDS = 30
 _DELETE_POLICIES = ("never", "on_success", "always")
 _PROPAGATION = ("Background", "Foreground", "Orphan")
+
+
+def items_at_parse(items: Any) -> list[Any] | None:
+    """An operator's ``items`` checked when the DAG is parsed (``core/items.check_items_param``):
+    a literal list to check now, or None for a Jinja string or an XCom resolved at run time."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    try:
+        return check_items_param(items, is_reference=isinstance(items, XComArg))
+    except InvalidJobSpecError as e:
+        raise InvalidJobTemplateError(str(e)) from e
 
 
 def _seconds(value: dt.timedelta | float | None) -> float | None:
@@ -80,6 +94,21 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
     :param in_cluster: use the Pod's service account (True) or not (False) instead of the
         connection's setting.
     :param cluster_context: the kubeconfig context to use (templated).
+    :param delete_on_finish: ``never`` (default), ``on_success`` or ``always``: delete the Job(s) and
+        their Pods once the task has read the outcome (cncf.kubernetes' ``on_finish_action`` and
+        ``is_delete_operator_pod`` map onto it).
+    :param propagation_policy: how a delete reaches the Pods: ``Background`` (default),
+        ``Foreground`` or ``Orphan`` (cncf.kubernetes' ``on_kill_propagation_policy``).
+    :param delete_on_kill: a task killed by a user (mark failed or success, clear) deletes the
+        Job(s) it waits on (default True); False keeps them running (cncf.kubernetes'
+        ``on_kill_action="keep_pod"``).
+    :param wait_timeout: fail after this long (seconds or a ``timedelta``); the Job is deleted
+        only with ``delete_on_finish="always"``.
+    :param progress_interval: seconds between progress lines in the task log (default 10).
+    :param log_tail_lines: lines of each failed Pod's log shown at the end (default 50).
+    :param max_failed_pod_logs: failed Pods whose log tail is shown (default 5).
+    :param log_pod_spec_on_failure: log a failed Job's Pod template (as YAML) with its failed Pods'
+        logs (default False; cncf.kubernetes' name).
     """
 
     def __init__(
@@ -90,6 +119,8 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         deferrable: bool | None = None,
         delete_on_finish: DeletePolicy = "never",
         propagation_policy: str = "Background",
+        delete_on_kill: bool = True,
+        log_pod_spec_on_failure: bool = False,
         wait_timeout: dt.timedelta | float | None = None,
         progress_interval: float = 10.0,
         log_tail_lines: int = 50,
@@ -152,6 +183,10 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.delete_on_finish = delete_on_finish
         self.propagation_policy = propagation_policy
+        self.delete_on_kill = bool(delete_on_kill)
+        self.log_pod_spec_on_failure = bool(log_pod_spec_on_failure)
+        # What cncf.kubernetes parameters that have no effect here (polling knobs) say once, at execute.
+        self.peer_notes: tuple[str, ...] = ()
         self.wait_timeout = _seconds(wait_timeout)
         self.progress_interval = progress_interval
         self.log_tail_lines = log_tail_lines
@@ -264,7 +299,7 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         """What a deferred wait gets: the worker wait's settings (one source for both), and
         deletion of what it waits on when the user kills the task."""
         options = {k: v for k, v in self.wait_options(deadline).items() if k != "progress"}
-        return {**options, "delete_on_kill": True}
+        return {**options, "delete_on_kill": self.delete_on_kill}
 
     def log_settings(self) -> dict[str, Any] | None:
         """What the wait's log streams do (``triggers/podlogs.py``); None without ``get_logs``."""
@@ -288,6 +323,11 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         raise NotImplementedError
+
+    def log_peer_notes(self) -> None:
+        """Say once, at execute, which cncf.kubernetes parameters given have no effect here."""
+        for note in self.peer_notes:
+            self.log.info("cncf.kubernetes parameter %s", note)
 
     def push(self, context: Context, key: str, value: Any) -> None:
         """An XCom beside the return value; none at all with ``do_xcom_push=False``, as in Airflow."""
@@ -314,6 +354,10 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         runs on its own thread and is waited for at most ``ON_KILL_SECONDS``, so a stuck call can
         never keep the killed task alive.
         """
+        if not self.delete_on_kill:
+            if self._group_ref or self._job_ref:
+                self.log.info("the task was killed: its Jobs keep running (delete_on_kill=False)")
+            return
         hook = self._kill_hook or self.hook
         if self._group_ref is not None:
             ns, selector = self._group_ref

@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from kubernetes.client.rest import ApiException
 
 from airflow_batchjob import config
@@ -40,6 +41,7 @@ class JobFinishing:
     log_tail_lines: int
     max_failed_pod_logs: int
     diagnostics: bool
+    log_pod_spec_on_failure: bool = False
 
     @property
     def hook(self) -> BatchJobHook:
@@ -128,11 +130,26 @@ class JobFinishing:
                 self.cleanup_after(outcome, context)
             return outcome
         self.log_failed_pods(outcome)
+        if self.log_pod_spec_on_failure:
+            self.log_pod_spec(outcome)
         if cleanup:
             self.cleanup_after(outcome, context)
         raise JobFailedError(
             f"Job {outcome.namespace}/{outcome.name} failed: {outcome.reason}: {outcome.message}",
             outcome.to_dict(),
+        )
+
+    def log_pod_spec(self, outcome: JobOutcome) -> None:
+        """The failed Job's Pod template, as YAML (cncf.kubernetes' ``log_pod_spec_on_failure``)."""
+        job = self.hook.get_job(outcome.namespace, outcome.name)
+        if job is None:
+            return
+        template = (job.get("spec") or {}).get("template") or {}
+        self.log.error(
+            "Pod template of the failed Job %s/%s:\n%s",
+            outcome.namespace,
+            outcome.name,
+            yaml.safe_dump(template, sort_keys=False).rstrip(),
         )
 
     def log_failed_pods(self, outcome: JobOutcome) -> None:

@@ -34,6 +34,7 @@ from airflow_batchjob.exceptions import (
     JobFailedError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.operators.base import items_at_parse
 from airflow_batchjob.operators.job import BatchJobOperator
 
 if TYPE_CHECKING:
@@ -82,6 +83,14 @@ class IndexedJobOperator(BatchJobOperator):
         the item on stdin and in ``ITEM``/``ITEM_INDEX``/``ITEM_FILE``. With False the program
         reads ``<items_mount_path>/$JOB_COMPLETION_INDEX`` itself.
     :param worker_command: how the image runs the worker (``python -m airflow_batchjob.worker``).
+    :param items_mount_path: where the items' ConfigMaps are mounted, one file per index
+        (default ``/batchjob/items``).
+
+    Of the inherited parameters: ``job_name`` prefixes the Jobs' names; ``random_name_suffix=False``
+    and ``skip_on_exit_code`` are refused (see the messages); ``wait_until_job_complete=False``
+    creates the Indexed Job and returns ``{"name", "namespace", "uid", "items"}`` at once, for a
+    ``JobSensor`` downstream; ``reattach_on_restart=False`` deletes earlier tries' Jobs and runs
+    every item again in a fresh one.
 
     Returns (XCom) ``{"job", "namespace", "completed_indexes", "failed_indexes", "items": [{"index",
     "item", "state" (succeeded|failed|not_run), "exit_code", "log_tail", "job", "result"}]}`` over
@@ -91,6 +100,21 @@ class IndexedJobOperator(BatchJobOperator):
     """
 
     template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "items")
+    cannot_honour = (
+        (
+            "random_name_suffix",
+            True,
+            "a retry runs the failed items in a new Indexed Job beside the first, so the Jobs cannot "
+            "share one exact name; job_name is used as their names' prefix",
+        ),
+        (
+            "skip_on_exit_code",
+            None,
+            "one Pod's exit code would end the whole Indexed Job; for a per-item answer use "
+            "pod_failure_policy with action FailIndex (and backoff_limit_per_index), and read each "
+            "item's exit_code in the returned rows",
+        ),
+    )
 
     def __init__(
         self,
@@ -107,7 +131,9 @@ class IndexedJobOperator(BatchJobOperator):
             raise InvalidJobTemplateError(
                 "IndexedJobOperator sets completions from len(items): drop completions"
             )
-        literal = isinstance(items, list)
+        given = items_at_parse(items)
+        literal = given is not None
+        items = given if given is not None else items
         checked = self._items_checked(items) if literal else []
         kwargs.update(completion_mode="Indexed", completions=max(1, len(checked)) if literal else 1)
         super().__init__(**kwargs)
@@ -135,6 +161,7 @@ class IndexedJobOperator(BatchJobOperator):
         return parse_indexes(ann)
 
     def execute(self, context: Context) -> Any:
+        self.log_peer_notes()
         items = self._items_checked(self.items)
         namespace = self.resolve_namespace()
         ti = context["ti"]
@@ -145,6 +172,15 @@ class IndexedJobOperator(BatchJobOperator):
             hook.list_jobs(namespace, selector),
             key=lambda j: int((j["metadata"].get("annotations") or {}).get(ANNOTATION_ATTEMPT, "1")),
         )
+        this_try = {naming.LABEL_TRY: naming.sanitize_label_value(str(ti.try_number))}
+        earlier = [j for j in previous if naming.earlier_try(j, {"metadata": {"labels": this_try}})]
+        if earlier and not self.reattach_on_restart:
+            self.log.info(
+                "replacing %d Indexed Job(s) of earlier tries with a fresh one (reattach_on_restart=False)",
+                len(previous),
+            )
+            self._forget(hook, namespace, previous)
+            previous = []
         running = [j for j in previous if not outcome_from_job(j).done]
         if running:
             job = running[-1]
@@ -175,6 +211,13 @@ class IndexedJobOperator(BatchJobOperator):
         name, uid = job["metadata"]["name"], job["metadata"]["uid"]
         self.push(context, "job_name", name)
         self.push(context, "job_namespace", namespace)
+        if not self.wait_until_job_complete:
+            self.log.info(
+                "not waiting for Indexed Job %s/%s (wait_until_job_complete=False); a JobSensor waits",
+                namespace,
+                name,
+            )
+            return {"name": name, "namespace": namespace, "uid": uid, "items": len(items)}
         return self.wait(context, namespace, name, uid, job)
 
     def _forget(self, hook: BatchJobHook, namespace: str, jobs: list[dict[str, Any]]) -> None:
@@ -215,6 +258,7 @@ class IndexedJobOperator(BatchJobOperator):
             ti.run_id,
             map_index,
             attempt_suffix=None if attempt == 1 else f"a{attempt}",
+            prefix=self.job_name or None,
         )
         chunks = chunk_items([items[i].text for i in todo])
         cm_names = [f"{name}-items-{k}" for k in range(len(chunks))]
@@ -227,6 +271,7 @@ class IndexedJobOperator(BatchJobOperator):
             extra_annotations={ANNOTATION_INDEXES: format_indexes(todo), ANNOTATION_ATTEMPT: str(attempt)},
         )
         self._mount_items(body, cm_names)
+        self.server_dry_run(hook, namespace, body)  # before the items' ConfigMaps exist
         for cm, data in zip(cm_names, chunks, strict=True):  # one left by a try that died: replaced
             meta = {"name": cm, "labels": body["metadata"]["labels"]}
             hook.put_configmap(namespace, {"metadata": meta, "data": data})

@@ -20,7 +20,17 @@ from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.outcome import JobOutcome
 from airflow_batchjob.core.podsettings import PodSettings, check_settings, job_layers
 from airflow_batchjob.core.results import PodResult, add_result_env, results_in_order
-from airflow_batchjob.core.spec import ContainerParams, JobOverrides, build_job, env_list, hold_ttl
+from airflow_batchjob.core.spec import (
+    ContainerParams,
+    EnvParam,
+    JobOverrides,
+    ResourcesParam,
+    build_job,
+    env_list,
+    hold_ttl,
+    is_template_file,
+    to_api,
+)
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
     InvalidResultError,
@@ -33,19 +43,26 @@ from airflow_batchjob.operators.base import (  # noqa: F401 (re-exported: the na
     decided_event,
     run_wait,
 )
+from airflow_batchjob.operators.compat import PeerCompat
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from kubernetes.client import V1PodFailurePolicy, V1SuccessPolicy
 
 
-def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
-    """One value from a parameter and its cncf.kubernetes alias; both given is a mistake."""
-    if value is not None and alias_value is not None:
-        raise InvalidJobTemplateError(f"{name} and {alias} are the same parameter: pass one of them")
-    return value if value is not None else alias_value
+def _spec_field(name: str, value: Any) -> Mapping[str, Any] | None:
+    """A Job spec field given as a dict or a ``V1...`` object (``pod_failure_policy``,
+    ``success_policy``), as an API-form dict."""
+    if value is None:
+        return None
+    if hasattr(value, "openapi_types"):
+        return cast("Mapping[str, Any]", to_api(value))
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict or a V1... object, not {type(value).__name__}")
+    return dict(value)
 
 
-class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
+class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
     """Run a Kubernetes Job and wait for it; deferrable (watch-based) by default.
 
     Give either ``job_template`` (a dict, a YAML/JSON string, a ``.yaml``/``.yml``/``.json`` file
@@ -60,16 +77,37 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         adopt theirs. ``random_name_suffix=False`` uses it as the exact name.
     :param random_name_suffix: add the suffix to ``job_name`` (default True). cncf.kubernetes'
         name; the suffix here is derived from dag, task, run and map index, not random.
-    :param env_vars: alias of ``env`` (cncf.kubernetes' name).
     :param wait_until_job_complete: wait for the Job's outcome (default True). False creates (or
         adopts) the Job and returns ``{name, namespace, uid}`` at once; a ``JobSensor`` waits.
     :param reuse_succeeded: if this task instance's Job already succeeded, return its result
         even when the user cleared the task after it succeeded. Default: a clear runs it again.
         (A retry always keeps a succeeded Job whose outcome the failed try never reported.)
-    :param job_poll_interval: accepted for cncf.kubernetes compatibility and unused: the wait
-        watches the Job.
-    :param on_kill_propagation_policy: alias of ``propagation_policy`` (cncf.kubernetes' name).
+    :param reattach_on_restart: a retried or restarted task adopts the Job its earlier try
+        created (default True, as cncf.kubernetes); False deletes that Job and creates a fresh one.
+        cncf.kubernetes' ``durable`` is an alias.
+    :param skip_on_exit_code: an exit code (or a list) that skips the task instead of failing it:
+        the Job fails at once when the main container exits with one of them (a ``FailJob`` rule
+        put first in the Job's ``podFailurePolicy``, with ``restartPolicy: Never``), and the task
+        raises ``AirflowSkipException``.
+
+    Every other cncf.kubernetes ``KubernetesJobOperator`` parameter is answered by
+    ``core/peertable.py`` (``docs/migration.rst``): an alias (``name`` -> ``job_name``,
+    ``env_vars`` -> ``env``, ``job_template_file`` -> ``job_template``,
+    ``on_kill_propagation_policy`` -> ``propagation_policy``, ``durable`` ->
+    ``reattach_on_restart``), a mapped value (``on_finish_action`` / ``is_delete_operator_pod`` ->
+    ``delete_on_finish``, ``startup_timeout_seconds`` / ``schedule_timeout_seconds`` ->
+    ``pending_timeout``, ``on_kill_action`` -> ``delete_on_kill``, ``log_events_on_failure`` /
+    ``log_events_on_startup`` -> ``diagnostics``, ``init_container_logs`` -> ``container_logs``),
+    a polling knob that has no effect because the waits watch (``job_poll_interval``,
+    ``poll_interval``, ``logging_interval``, ...; the task log says so once), or a refusal at
+    parse time naming what to use.
+
+    :param name: alias of ``job_name`` (cncf.kubernetes' name).
+    :param env_vars: alias of ``env`` (cncf.kubernetes' name).
     :param job_template_file: alias of ``job_template`` given as a file (cncf.kubernetes' name).
+    :param on_kill_propagation_policy: alias of ``propagation_policy`` (cncf.kubernetes' name).
+    :param job_poll_interval: accepted for cncf.kubernetes compatibility, no effect (the wait
+        watches the Job); the task log says so.
     :param full_job_spec: a ``V1Job`` (or dict) laid over ``job_template`` as cncf.kubernetes does.
     :param base_container_name: the main container's name (default ``main``): the container
         parameters and the Pod parameters go to the template's container of that name, else to
@@ -151,10 +189,10 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         *,
         job_template: Mapping[str, Any] | str | Any | None = None,
         image: str | None = None,
-        cmds: list[str] | None = None,
-        arguments: list[str] | None = None,
-        env: Mapping[str, str] | list[dict[str, Any]] | None = None,
-        container_resources: Mapping[str, Any] | None = None,
+        cmds: Sequence[str] | None = None,
+        arguments: Sequence[str] | None = None,
+        env: EnvParam | None = None,
+        container_resources: ResourcesParam | None = None,
         job_name: str | None = None,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
@@ -164,21 +202,18 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         backoff_limit: int | None = None,
         backoff_limit_per_index: int | None = None,
         max_failed_indexes: int | None = None,
-        pod_failure_policy: Mapping[str, Any] | None = None,
-        success_policy: Mapping[str, Any] | None = None,
+        pod_failure_policy: Mapping[str, Any] | V1PodFailurePolicy | None = None,
+        success_policy: Mapping[str, Any] | V1SuccessPolicy | None = None,
         pod_replacement_policy: str | None = None,
         active_deadline_seconds: int | None = None,
         ttl_seconds_after_finished: int | None = None,
         suspend: bool | None = None,
         reuse_succeeded: bool = False,
-        name: str | None = None,
         random_name_suffix: bool = True,
-        env_vars: Mapping[str, str] | list[dict[str, Any]] | None = None,
         wait_until_job_complete: bool = True,
-        job_template_file: str | None = None,
+        reattach_on_restart: bool | None = None,
+        skip_on_exit_code: int | Sequence[int] | None = None,
         full_job_spec: Any = None,
-        job_poll_interval: float | None = None,
-        on_kill_propagation_policy: str | None = None,
         base_container_name: str | None = None,
         volumes: list[Any] | None = None,
         volume_mounts: list[Any] | None = None,
@@ -213,23 +248,33 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         full_pod_spec: Any = None,
         **kwargs: Any,
     ) -> None:
-        if on_kill_propagation_policy is not None:
-            kwargs["propagation_policy"] = _alias(
-                "propagation_policy",
-                kwargs.get("propagation_policy"),
-                "on_kill_propagation_policy",
-                on_kill_propagation_policy,
-            )
+        own: dict[str, Any] = {"job_name": job_name, "env": env, "job_template": job_template}
+        own["reattach_on_restart"] = reattach_on_restart
+        notes, skip_codes = self.take_peer_params(kwargs, own, skip_on_exit_code)
+        job_name, env, job_template = own["job_name"], own["env"], own["job_template"]
+        given = {
+            **kwargs,
+            "random_name_suffix": random_name_suffix,
+            "wait_until_job_complete": wait_until_job_complete,
+            "skip_on_exit_code": skip_on_exit_code,
+            "reattach_on_restart": own["reattach_on_restart"],
+        }
+        self._refuse_unhonoured(given)
+        for what, value in (("cmds", cmds), ("arguments", arguments)):
+            if isinstance(value, str):
+                raise InvalidJobTemplateError(
+                    f"{what}={value!r} is a string: give a list, e.g. ['sh', '-c', {value!r}]"
+                )
         super().__init__(**kwargs)
+        self.peer_notes = notes
+        self.skip_on_exit_code = skip_codes
+        self.reattach_on_restart = own["reattach_on_restart"] is not False
         # The Pod settings stay attributes of their own: Jinja renders them (template_fields).
         for key, value in locals().items():
             if key in PodSettings.names():
                 setattr(self, key, value)
         self.full_job_spec = full_job_spec
         self.base_container_name = base_container_name or "main"
-        job_template = _alias("job_template", job_template, "job_template_file", job_template_file)
-        job_name = _alias("job_name", job_name, "name", name)
-        env = _alias("env", env, "env_vars", env_vars)
         self.random_name_suffix = random_name_suffix
         self.wait_until_job_complete = wait_until_job_complete
         if (
@@ -246,7 +291,7 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         self.image = image
         self.cmds = cmds
         self.arguments = arguments
-        self.env = env if env is None or isinstance(env, list) else dict(env)
+        self.env = None if env is None else dict(env) if isinstance(env, Mapping) else list(env)
         self.container_resources = container_resources
         self.job_name = job_name
         self.labels = dict(labels or {})
@@ -259,8 +304,8 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
                 backoff_limit=backoff_limit,
                 backoff_limit_per_index=backoff_limit_per_index,
                 max_failed_indexes=max_failed_indexes,
-                pod_failure_policy=dict(pod_failure_policy) if pod_failure_policy else None,
-                success_policy=dict(success_policy) if success_policy else None,
+                pod_failure_policy=_spec_field("pod_failure_policy", pod_failure_policy),
+                success_policy=_spec_field("success_policy", success_policy),
                 pod_replacement_policy=cast("Any", pod_replacement_policy),
                 active_deadline_seconds=active_deadline_seconds,
                 ttl_seconds_after_finished=ttl_seconds_after_finished,
@@ -269,6 +314,11 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         except (InvalidJobSpecError, TypeError, ValueError) as e:
             raise InvalidJobTemplateError(str(e)) from e
         self.reuse_succeeded = reuse_succeeded
+        if reuse_succeeded and not self.reattach_on_restart:
+            raise InvalidJobTemplateError(
+                "reuse_succeeded=True keeps this task instance's succeeded Job, reattach_on_restart=False "
+                "never uses an earlier try's Job: pass one of them"
+            )
         self._validate_early()
 
     def _validate_early(self) -> None:
@@ -286,16 +336,19 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
         try:
             if "{{" not in repr(pod):
                 check_settings(pod)
-            if isinstance(self.job_template, str) or pod.pod_template_file or "{{" in repr(fields):
+            if is_template_file(self.job_template) or pod.pod_template_file or "{{" in repr(fields):
                 return  # a file or a template: validated at run time, still before anything is created
-            build_job(
-                name="validate",
+            # YAML text (no file, no Jinja) is parsed here: a malformed one fails the DAG's parse
+            exact = self.job_name if self.job_name and not self.random_name_suffix else None
+            body = build_job(
+                name=exact if exact and "{{" not in exact else "validate",
                 namespace="default",
                 template=job_layers(self.job_template, self.full_job_spec),
                 container=self._container(),
                 overrides=self.overrides,
                 pod=pod,
             )
+            self._add_skip_rule(body)
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {self.task_id}: {e}") from e
 
@@ -357,16 +410,23 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
                 pod=self.pod_settings(),
                 on_override=lambda line: self.log.warning("Pod setting replaced: %s", line),
             )
+            self._add_skip_rule(body)
         except InvalidJobSpecError as e:
             raise InvalidJobTemplateError(f"task {task_id}: {e}") from e
-        hold_ttl(body, config.get("default_ttl_seconds_after_finished"))
+        default_ttl = config.get("default_ttl_seconds_after_finished")
+        if self.wait_until_job_complete:
+            hold_ttl(body, default_ttl)  # set once the task has read the outcome
+        elif default_ttl is not None and default_ttl >= 0:  # nobody reads it here: the TTL runs now
+            body["spec"].setdefault("ttlSecondsAfterFinished", default_ttl)
         add_result_env(body)
         return body
 
     def execute(self, context: Context) -> Any:
+        self.log_peer_notes()
         namespace = self.resolve_namespace()
         body = self.build(context, namespace)
         name = body["metadata"]["name"]
+        self.server_dry_run(self.hook, namespace, body)  # before an earlier try's Job is replaced
         job = self.create_or_adopt(self.hook, namespace, body, context)
         uid = job["metadata"]["uid"]
         self.push(context, "job_name", name)
@@ -385,7 +445,11 @@ class BatchJobOperator(JobAdopting, BaseBatchJobOperator):
             outcome = self.finish(event, context, cleanup=False)
         except JobFailedError as e:
             if e.outcome:
-                self.cleanup_after(JobOutcome.from_dict(e.outcome), context)
+                failed = JobOutcome.from_dict(e.outcome)
+                try:
+                    self.skip_if_exit_code(failed)
+                finally:
+                    self.cleanup_after(failed, context)
             raise
         results = self.pod_results(outcome) if self.do_xcom_push else []
         bad = [r.error for r in results if r.error]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from kubernetes.client.rest import ApiException
 
 from airflow_batchjob import config
+from airflow_batchjob._compat import AirflowSkipException
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.group import ANNOTATION_ITEM_INDEX, ANNOTATION_QUEUED, GroupGoal, item_index
@@ -30,6 +31,7 @@ from airflow_batchjob.core.items import Item, item_env, normalize_items
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 from airflow_batchjob.core.reported import keep_succeeded
 from airflow_batchjob.core.results import PodResult, pod_result
+from airflow_batchjob.core.skipcodes import skip_exit_code
 from airflow_batchjob.exceptions import (
     BatchJobError,
     InvalidJobTemplateError,
@@ -38,6 +40,7 @@ from airflow_batchjob.exceptions import (
     JobTimeoutError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook
+from airflow_batchjob.operators.base import items_at_parse
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.triggers.jobgroup import JobGroupTrigger, wait_for_group
 
@@ -61,6 +64,14 @@ class JobGroupOperator(BatchJobOperator):
     :param fail_fast: stop waiting at the first failed item (the others keep running unless
         ``delete_on_finish="always"``).
 
+    Of the inherited parameters: ``job_name`` prefixes every item's Job name;
+    ``random_name_suffix=False`` is refused (several Jobs cannot share one exact name);
+    ``wait_until_job_complete=False`` creates the group and returns ``{"group", "namespace",
+    "selector", "expected_jobs", "jobs"}`` at once, for a ``JobGroupSensor`` downstream;
+    ``reattach_on_restart=False`` replaces every Job an earlier try created; ``skip_on_exit_code``
+    marks an item whose Job's main container exited with one of the codes ``skipped`` (not
+    failed), and skips the task when every item that did not succeed was skipped.
+
     ``ttl_seconds_after_finished`` (or the template's ``ttlSecondsAfterFinished``) is set on the
     group's Jobs only once the task has read the group's outcome: the TTL controller then deletes
     each Job that long after it finished, but never before its result is in the per-item table.
@@ -72,6 +83,14 @@ class JobGroupOperator(BatchJobOperator):
     """
 
     template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "group_name", "items")
+    cannot_honour = (
+        (
+            "random_name_suffix",
+            True,
+            "each item's Job is named from the task instance and its item, so one exact name cannot "
+            "name them; job_name is used as the names' prefix, group_name labels the group",
+        ),
+    )
 
     def __init__(
         self,
@@ -85,6 +104,15 @@ class JobGroupOperator(BatchJobOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not self.wait_until_job_complete:
+            given = {"max_active_jobs": max_active_jobs, "fail_fast": fail_fast, "min_success": min_success}
+            waits = [k for k, v in given.items() if v not in (None, False)]
+            waits += ["failure_policy"] if failure_policy != "any" else []
+            if waits:
+                raise InvalidJobTemplateError(
+                    f"{', '.join(waits)} need the task to wait for the group (the trigger resumes "
+                    "suspended Jobs and counts outcomes): drop them or wait_until_job_complete=False"
+                )
         if max_active_jobs is not None and max_active_jobs < 1:
             raise InvalidJobTemplateError("max_active_jobs must be >= 1 (or None for no limit)")
         if failure_policy not in ("any", "min_success"):
@@ -93,7 +121,9 @@ class JobGroupOperator(BatchJobOperator):
             raise InvalidJobTemplateError("failure_policy='min_success' needs min_success=N (and only then)")
         if min_success is not None and min_success < 1:
             raise InvalidJobTemplateError("min_success must be >= 1")
-        if isinstance(items, list):
+        literal = items_at_parse(items)
+        if literal is not None:
+            items = literal
             self._items_checked(items)
         self.items = items
         self.group_name = group_name
@@ -125,6 +155,7 @@ class JobGroupOperator(BatchJobOperator):
         return group, selector
 
     def execute(self, context: Context) -> Any:
+        self.log_peer_notes()
         items = self._items_checked(self.items)
         namespace = self.resolve_namespace()
         group, selector = self._group(context)
@@ -132,7 +163,9 @@ class JobGroupOperator(BatchJobOperator):
         map_index = -1 if ti.map_index is None else ti.map_index
         bodies = []
         for i, item in enumerate(items):
-            name = naming.job_name(ti.dag_id, ti.task_id, ti.run_id, map_index, item_key=item.key)
+            name = naming.job_name(
+                ti.dag_id, ti.task_id, ti.run_id, map_index, item_key=item.key, prefix=self.job_name or None
+            )
             body = self.build(
                 context,
                 namespace,
@@ -145,6 +178,8 @@ class JobGroupOperator(BatchJobOperator):
         self._group_ref = (namespace, selector)  # from here on, a killed task deletes what it created
         self.prepare_kill()
         hook = self.hook
+        if bodies:  # the items' Jobs differ only in their item: one stands for all
+            self.server_dry_run(hook, namespace, bodies[0])
         self.reconcile(hook, namespace, selector, bodies, self.max_tries(context))
         self.push(context, "group", group)
         self.push(context, "namespace", namespace)
@@ -152,6 +187,21 @@ class JobGroupOperator(BatchJobOperator):
         if not bodies:
             self.log.info("no items: nothing to run")
             return []
+        if not self.wait_until_job_complete:
+            self.log.info(
+                "not waiting for the group's %d Jobs (wait_until_job_complete=False); a JobGroupSensor "
+                "with label_selector=%r and expected_jobs=%d waits for them",
+                len(bodies),
+                selector,
+                len(bodies),
+            )
+            return {
+                "group": group,
+                "namespace": namespace,
+                "selector": selector,
+                "expected_jobs": len(bodies),
+                "jobs": [b["metadata"]["name"] for b in bodies],
+            }
         return self.wait_group(context, namespace, selector, len(bodies))
 
     def reconcile(
@@ -172,10 +222,15 @@ class JobGroupOperator(BatchJobOperator):
                 to_create.append(body)
                 continue
             outcome = outcome_from_job(job)
-            if outcome.state is JobState.FAILED or (
-                outcome.state is JobState.SUCCEEDED
-                and not self.reuse_succeeded
-                and not keep_succeeded(job, max_tries)
+            fresh_try = not self.reattach_on_restart and naming.earlier_try(job, body)
+            if (
+                fresh_try
+                or outcome.state is JobState.FAILED
+                or (
+                    outcome.state is JobState.SUCCEEDED
+                    and not self.reuse_succeeded
+                    and not keep_succeeded(job, max_tries)
+                )
             ):
                 to_replace.append((body, job["metadata"]["uid"]))
             elif not outcome.done and not (job.get("spec") or {}).get("suspend"):
@@ -269,8 +324,10 @@ class JobGroupOperator(BatchJobOperator):
         hook = self.hook
         jobs = sorted(hook.list_jobs(namespace, selector), key=item_index)
         table = [self._row(job) for job in jobs]
+        pods = hook.list_pods(namespace, selector) if self.do_xcom_push or self.skip_on_exit_code else []
         if self.do_xcom_push:  # before delete_on_finish or a TTL can remove the Pods
-            self._add_results(table, hook.list_pods(namespace, selector))
+            self._add_results(table, pods)
+        skipped = self._mark_skipped(table, pods)
         counts = event.get("counts") or {}
         if len(table) < counts.get("total", 0):  # some finished Jobs were deleted by someone else
             self.log.warning(
@@ -295,7 +352,7 @@ class JobGroupOperator(BatchJobOperator):
             : self.max_failed_pod_logs
         ]:
             self.log_failed_pods(outcome_from_job(job))
-        n_failed = max(len(failed), int(counts.get("failed", 0)))
+        n_failed = max(len(failed), int(counts.get("failed", 0)) - len(skipped))
         n_succeeded = max(len(succeeded), int(counts.get("succeeded", 0)))
         ok = n_succeeded >= (self.min_success or 0) if self.failure_policy == "min_success" else not n_failed
         delete = self.delete_on_finish == "always" or (self.delete_on_finish == "on_success" and ok)
@@ -306,7 +363,33 @@ class JobGroupOperator(BatchJobOperator):
             names = ", ".join(repr(r["item"]) for r in failed[:20]) + (" ..." if len(failed) > 20 else "")
             total = max(len(table), int(counts.get("total", 0)))
             raise JobFailedError(f"{n_failed} of {total} items failed: {names}", {"items": table})
+        if skipped and not n_succeeded:
+            raise AirflowSkipException(
+                f"every item was skipped (skip_on_exit_code={list(self.skip_on_exit_code or ())})"
+            )
         return table
+
+    def _mark_skipped(self, table: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows whose failed Job's main container exited with a ``skip_on_exit_code`` code: ``skipped``."""
+        if not self.skip_on_exit_code:
+            return []
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for pod in pods:
+            job = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name")
+            by_job.setdefault(str(job), []).append(pod)
+        out = []
+        for row in table:
+            if row["state"] != JobState.FAILED.value or row.get("reason") == "InvalidResult":
+                continue
+            code = skip_exit_code(
+                by_job.get(row["job"], []), self.skip_on_exit_code, self.base_container_name
+            )
+            if code is not None:
+                row.update(
+                    state="skipped", reason="SkipOnExitCode", message=f"the main container exited {code}"
+                )
+                out.append(row)
+        return out
 
     def _finish(
         self,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 
 from airflow_batchjob.core.outcome import JobState, outcome_from_job
+from airflow_batchjob.core.peerparams import PEER_PARAMS, PeerParamError, one_of
 from airflow_batchjob.core.wait import WaitFor
 from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError
 from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
@@ -58,9 +59,10 @@ class _JobsOperator(ClusterConnection, BaseOperator):
         self.config_file = config_file
         self.in_cluster = in_cluster
         self.cluster_context = cluster_context
-        if job_name is not None and name is not None:
-            raise InvalidJobTemplateError("job_name and name are the same parameter: pass one of them")
-        self.job_name = job_name if job_name is not None else name
+        try:
+            self.job_name = one_of("job_name", job_name, "name", name)
+        except PeerParamError as e:
+            raise InvalidJobTemplateError(str(e)) from e
         self.label_selector = label_selector
         if (self.job_name is None) == (label_selector is None):
             raise InvalidJobTemplateError("pass exactly one of job_name (or name) and label_selector")
@@ -159,7 +161,8 @@ class DeleteJobOperator(_JobsOperator):
     :param wait_deleted: return only once the Jobs are gone (default True), so a task after it can
         create a Job of the same name.
     :param timeout: seconds for either wait (default 600).
-    :param poll_interval: accepted for cncf.kubernetes compatibility and unused: both waits watch.
+    :param poll_interval: accepted for cncf.kubernetes compatibility, no effect: both waits watch
+        (the task log says so).
 
     Returns the names deleted.
     """
@@ -185,8 +188,15 @@ class DeleteJobOperator(_JobsOperator):
         self.propagation_policy = propagation_policy
         self.wait_deleted = wait_deleted
         self.timeout = timeout
+        self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> list[str]:
+        if self.poll_interval is not None:
+            self.log.info(
+                "cncf.kubernetes parameter poll_interval=%r has no effect: %s",
+                self.poll_interval,
+                PEER_PARAMS["poll_interval"].doc.removeprefix("accepted, no effect: "),
+            )
         hook, namespace, jobs = self.resolve()
         deleted = []
         for job in jobs:

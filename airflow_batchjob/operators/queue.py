@@ -25,6 +25,7 @@ from airflow_batchjob.core.brokerconn import TLS_MOUNT_PATH, BrokerConfigError, 
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.items import normalize_items
 from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedError
+from airflow_batchjob.operators.base import items_at_parse
 from airflow_batchjob.operators.job import BatchJobOperator
 
 if TYPE_CHECKING:
@@ -99,7 +100,9 @@ class QueuePrefillOperator(BaseOperator):
         if broker not in ("rabbitmq", "redis"):
             raise InvalidJobTemplateError(f"broker={broker!r}: use 'rabbitmq' or 'redis'")
         extras.require(broker)
-        if isinstance(items, list):
+        literal = items_at_parse(items)
+        if literal is not None:
+            items = literal
             self._texts(items)
         self.items = items
         self.broker: Broker = broker
@@ -147,13 +150,30 @@ class QueueJobOperator(BatchJobOperator):
         worker container, mode 0440; the worker's broker URL names these files. Default
         ``/etc/batchjob/broker-tls``; change it only if the container uses that path.
 
+    :param worker_command: how the image runs the worker (``python -m airflow_batchjob.worker``).
+
     Takes the parameters of :class:`BatchJobOperator` for the program (``cmds``/``arguments`` or
-    a template) and the Job spec. Returns the Job outcome, queue statistics and ``results``: what
+    a template) and the Job spec; ``wait_until_job_complete=False`` and ``skip_on_exit_code`` are
+    refused (see the messages). Returns the Job outcome, queue statistics and ``results``: what
     each item's program wrote to ``$BATCHJOB_RESULT_FILE``, ``[{"id", "item", "result"}]`` in pre-fill
     order (kept by the worker in the broker beside the queue, stored with the item's completion).
     """
 
     template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "count", "queue_name")
+    cannot_honour = (
+        (
+            "wait_until_job_complete",
+            True,
+            "the queue is read after the Job (dead-lettered and leftover items fail the task, results "
+            "are collected), so QueueJobOperator always waits",
+        ),
+        (
+            "skip_on_exit_code",
+            None,
+            "the worker takes items from the queue and retries a failed one up to max_attempts; "
+            "a program's exit code decides its item, not the task",
+        ),
+    )
 
     def __init__(
         self,
@@ -264,11 +284,13 @@ class QueueJobOperator(BatchJobOperator):
         return f"{job_name}-broker"
 
     def execute(self, context: Context) -> Any:
+        self.log_peer_notes()
         conn = self.broker_conn()  # a connection that cannot work fails before anything exists
         namespace = self.resolve_namespace()
         body = self.build(context, namespace, broker=conn)
         name = body["metadata"]["name"]
         hook = self.hook
+        self.server_dry_run(hook, namespace, body)  # before the broker Secret exists
         secret = {
             "metadata": {"name": self.secret_name(name), "labels": body["metadata"]["labels"]},
             "type": "Opaque",

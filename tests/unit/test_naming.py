@@ -187,3 +187,14 @@ def test_owned_by_compares_the_exact_ids() -> None:
     assert not naming.owned_by(job, "d", "t", "r+01:00", 2)
     assert not naming.owned_by(job, "d", "t", "r+00:00", -1)
     assert not naming.owned_by({"metadata": {}}, "d", "t", "r", -1)
+
+
+def test_earlier_try_compares_the_try_labels() -> None:
+    from airflow_batchjob.core.naming import LABEL_TRY, earlier_try
+
+    def job(t: str | None) -> dict:
+        return {"metadata": {"labels": {LABEL_TRY: t} if t else {}}}
+
+    assert earlier_try(job("1"), job("2"))
+    assert not earlier_try(job("2"), job("2"))  # this try's own Job (resumed without its event)
+    assert earlier_try(job(None), job("2"))
