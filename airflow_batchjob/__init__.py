@@ -19,7 +19,7 @@ def get_provider_info() -> dict[str, Any]:
         "Indexed Jobs, plain Jobs) from Airflow, with watch-based deferrable waiting.",
         "versions": [__version__],
         # Airflow replaces this with the package's Documentation URL (pyproject.toml): the same.
-        "documentation-url": "https://pypi.org/project/airflow-batchjob/",
+        "documentation-url": "https://airflow-batchjob.readthedocs.io/",
         "integrations": [
             {
                 "integration-name": "Kubernetes Batch Jobs",

@@ -7,7 +7,7 @@ writes Pod status the way the kubelet does, so the real Job controller counts su
 failures, completion indexes and ``podFailurePolicy`` exit codes, and it serves container logs
 on the node's kubelet port so ``kubectl logs`` works through the apiserver.
 
-What differs from a kubelet (by design, documented in the README):
+What differs from a kubelet (by design, documented in CONTRIBUTING.md):
 - ``image`` is not pulled: the process runs on the host with the project's venv first on PATH.
   Images under the reserved registry ``unpullable.invalid/`` fail with ``ErrImagePull`` then
   ``ImagePullBackOff``, the way the kubelet reports an image it cannot pull.

@@ -2,7 +2,7 @@
 
 ``PodSettings`` holds them with the cncf.kubernetes names and types (``V1...`` objects or API-form
 dicts); ``apply_pod_layers`` lays them over a Job's Pod template. One order, documented in the
-README: the Job template's Pod < a Pod template (``pod_template_file`` / ``pod_template_dict`` <
+docs/guides/parameters.md: the Job template's Pod < a Pod template (``pod_template_file`` / ``pod_template_dict`` <
 ``full_pod_spec``) < these parameters < the container parameters (image, cmds, env, resources,
 applied by ``core/spec.py``). The layers are merged with the cncf.kubernetes provider's own
 ``PodGenerator.reconcile_pods`` (so a Pod merges here as it does under ``KubernetesPodOperator``),

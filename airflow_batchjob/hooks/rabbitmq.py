@@ -19,7 +19,7 @@ class RabbitMQHook(BaseHook):
 
     TLS when the extras say ``"ssl": true``, with ``ssl_ca_certs``, ``ssl_certfile``,
     ``ssl_keyfile`` (paths on the Airflow worker or PEM text), ``ssl_cert_reqs`` and
-    ``ssl_check_hostname``, as for Redis (README, "Broker connections and TLS").
+    ``ssl_check_hostname``, as for Redis (docs/connections.rst).
 
     :param conn_id: the Airflow connection (default ``rabbitmq_default``).
     """

@@ -57,7 +57,7 @@ class ProgressLog:
 # time later. If the trigger fires first and the resumed try is already queued or running by then,
 # the scheduler takes the stale report for a task killed behind its back and fails the try. So a
 # trigger never fires sooner than this after it starts running (it starts after the task deferred):
-# long enough for the scheduler to have drained the report (README, "Deferring safely", has the
+# long enough for the scheduler to have drained the report (docs/design.md has the
 # measured window). An event that comes later is not held at all. A deployment sets it with
 # ``[batchjob] defer_settle_seconds`` (read by the triggerer; 0 turns the hold off).
 SETTLE_SECONDS = float(config.OPTIONS["defer_settle_seconds"].default)
