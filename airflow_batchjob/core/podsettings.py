@@ -1,13 +1,13 @@
 """The Pod parameters a ``KubernetesPodOperator``/``KubernetesJobOperator`` user already writes.
 
 ``PodSettings`` holds them with the cncf.kubernetes names and types (``V1...`` objects or API-form
-dicts); ``apply_pod_layers`` lays them over a Job's Pod template. One order, documented in the
-docs/guides/parameters.md: the Job template's Pod < a Pod template (``pod_template_file`` / ``pod_template_dict`` <
-``full_pod_spec``) < these parameters < the container parameters (image, cmds, env, resources,
-applied by ``core/spec.py``). The layers are merged with the cncf.kubernetes provider's own
-``PodGenerator.reconcile_pods`` (so a Pod merges here as it does under ``KubernetesPodOperator``),
-and every value a later layer replaces is returned as a line for the task log instead of being
-overwritten silently.
+dicts); ``apply_pod_layers`` lays them over a Job's Pod template. One order, documented in
+docs/guides/parameters.md: the Job template's Pod < a Pod template (``pod_template_file`` /
+``pod_template_dict`` < ``full_pod_spec``) < these parameters < the container parameters (image,
+cmds, env, resources, applied by ``core/spec.py``). The layers are merged with the cncf.kubernetes
+provider's own ``PodGenerator.reconcile_pods`` (so a Pod merges here as it does under
+``KubernetesPodOperator``), and every value a later layer replaces is returned as a line for the
+task log instead of being overwritten silently.
 
 The provider's helpers import Airflow, so they are imported where used: the worker package,
 which reads ``core`` too, stays free of Airflow.
