@@ -84,7 +84,9 @@ class FaultProxy:
             self.rules.append(rule)
         return rule
 
-    def requests(self, method: str, path: str, injected: bool | None = None) -> list[Seen]:
+    def requests(
+        self, method: str, path: str, injected: bool | None = None, query: str | None = None
+    ) -> list[Seen]:
         with self._lock:
             return [
                 s
@@ -92,6 +94,7 @@ class FaultProxy:
                 if s.method == method
                 and re.search(path, s.path)
                 and (injected is None or s.injected == injected)
+                and (query is None or re.search(query, s.query) is not None)
             ]
 
     def _take(self, method: str, path: str, query: str) -> Rule | None:

@@ -36,17 +36,20 @@ REAL_LANE=(-m "real_node and not agent_node" tests/cluster)
 AGENT_LANE=(-m "not real_node or agent_node" tests)
 # The floor lane: the oldest Airflow, cncf.kubernetes, pika and redis pyproject.toml allows
 # (scripts/floors.sh): the unit and broker tests, and a DAG that defers through every operator and
-# waits in the worker, on the real scheduler, executor and triggerer of those versions. Where there
-# is a real node it runs on that cluster once the real lane is done (that lane ends first, and the
-# agent lane restarts the brokers under its fault tests); else on the agent's after the agent lane.
+# waits in the worker, on the real scheduler, executor and triggerer of those versions. It runs on a
+# node agent's cluster of its own (its DAG's queue Pods run busybox, so the real node cannot hold
+# them, and the agent lane restarts its own cluster's brokers under the fault tests): where there is
+# a real node, beside the two other lanes; else after the agent lane.
 # The docs build (marker docs) needs the [dev] doc tools, which the floor venv does not hold.
 FLOOR_LANE=(-m "not docs" tests/unit tests/brokers tests/stack/test_defer_race.py::test_short_deferred_jobs_never_lose_a_try)
 
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
 AGENT_DIR="$CACHE/clusters/test-$$"
 REAL_DIR="$CACHE/clusters/real-$$"
+FLOOR_DIR="$CACHE/clusters/floor-$$"
 REAL_LOG=$(mktemp /tmp/batchjob-real-lane.XXXXXX)
-trap 'python -m localcluster down --dir "$AGENT_DIR"; python -m localcluster down --dir "$REAL_DIR"; rm -f "$REAL_LOG" "$TIMES"' EXIT
+FLOOR_LOG=$(mktemp /tmp/batchjob-floor-lane.XXXXXX)
+trap 'for d in "$AGENT_DIR" "$REAL_DIR" "$FLOOR_DIR"; do python -m localcluster down --dir "$d"; done; rm -f "$REAL_LOG" "$FLOOR_LOG" "$TIMES"' EXIT
 
 real_node=0
 if [[ $# -eq 0 && ${BATCHJOB_NODE:-real} == real ]]; then
@@ -86,8 +89,12 @@ lane() {  # lane NAME CLUSTER_DIR COMMAND...: run a lane, record its time and st
   echo "$name: $(( $(date +%s) - t ))s, exit $rc" >>"$TIMES"
   return "$rc"
 }
-floor_lane() {  # floor_lane CLUSTER_DIR
+floor_lane() {  # floor_lane CLUSTER_DIR: starts a node agent's cluster there and runs the lane on it
   [[ -n $floors ]] || return 0
+  local t
+  t=$(date +%s)
+  python -m localcluster up --dir "$1" >/dev/null
+  echo "floor cluster up: $(( $(date +%s) - t ))s" >>"$TIMES"
   echo "== the floor lane ($("$floors/bin/python" -c 'from importlib.metadata import version as v
 print("apache-airflow", v("apache-airflow"), "cncf.kubernetes", v("apache-airflow-providers-cncf-kubernetes"))')): ${FLOOR_LANE[*]}" >&2
   lane "floor lane" "$1" "$floors/bin/python" -m pytest -p no:cacheprovider -q -rfEs "${FLOOR_LANE[@]}"
@@ -104,28 +111,26 @@ python -m localcluster up --dir "$AGENT_DIR" >/dev/null
 echo "agent cluster up: $(( $(date +%s) - t ))s" >>"$TIMES"
 status=0
 if ((real_node)); then
-  # The two lanes run at once, each on its own cluster: the real node's tests mostly wait on the
-  # kubelet (little CPU), the agent's mostly compute. The real lane's output (and the floor lane's,
-  # which follows it on the same cluster) is printed after the agent's.
+  # Three lanes at once, each on its own cluster: the real node's tests mostly wait on the kubelet
+  # (little CPU), the floor lane is short, the agent's lane computes and sets the pace. The real
+  # and floor lanes' output is printed after the agent's.
   echo "== pytest on the real node (output below, when it ends): ${REAL_LANE[*]}" >&2
-  (
-    rc=0
-    lane "real-node lane" "$REAL_DIR" "${PYTEST[@]}" "${REAL_LANE[@]}" || rc=$?
-    floor_lane "$REAL_DIR" || rc=$?
-    exit "$rc"
-  ) >"$REAL_LOG" 2>&1 &
+  lane "real-node lane" "$REAL_DIR" "${PYTEST[@]}" "${REAL_LANE[@]}" >"$REAL_LOG" 2>&1 &
   real_pid=$!
+  floor_lane "$FLOOR_DIR" >"$FLOOR_LOG" 2>&1 &
+  floor_pid=$!
   echo "== pytest on the node agent: ${AGENT_LANE[*]}" >&2
   lane "agent lane" "$AGENT_DIR" "${PYTEST[@]}" "${AGENT_LANE[@]}" || status=$?
-  real_status=0
-  wait "$real_pid" || real_status=$?
-  echo "== the real-node lane, then the floor lane (exit $real_status):" >&2
+  for lane_pid in "$real_pid" "$floor_pid"; do wait "$lane_pid" || status=$?; done
+  echo "== the real-node lane:" >&2
   cat "$REAL_LOG"
-  ((real_status == 0)) || status=$real_status
+  echo "== the floor lane:" >&2
+  cat "$FLOOR_LOG"
 else
   echo "== pytest on the node agent" >&2
   lane "agent lane" "$AGENT_DIR" "${PYTEST[@]}" "${@:-tests}" || status=$?
-  floor_lane "$AGENT_DIR" || status=$?
+  python -m localcluster down --dir "$AGENT_DIR"
+  floor_lane "$FLOOR_DIR" || status=$?
 fi
 summary
 exit "$status"

@@ -23,6 +23,9 @@ from tests.cluster.helpers import jobs_in, new_dag
 
 pytestmark = pytest.mark.cluster
 JOBS = r"^/apis/batch/v1/namespaces/[^/]+/jobs$"  # the collection: create, list, watch
+# The real create, not the server-side dry run (dryRun=All) every operator sends first.
+CREATE = r"^(?!.*dryRun=)"
+DRY_RUN = r"dryRun=All"
 CONN = "kubernetes_faulty"
 
 
@@ -65,12 +68,14 @@ def test_create_throttled_429_is_retried_after_retry_after(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    rule = proxy.add(Rule("POST", JOBS, status=429, times=3, retry_after=1))
+    rule = proxy.add(Rule("POST", JOBS, status=429, times=3, retry_after=1, query=CREATE))
     result = run_dag(one_job_dag("api_429_create", namespace))["job"]
     out = capfd.readouterr().out + caplog.text
     assert result["state"] == "success", out[-3000:]
     assert rule.used == 3
-    assert len(proxy.requests("POST", JOBS, injected=False)) == 1  # the 4th attempt reached the apiserver
+    # the 4th attempt reached the apiserver, after the one dry run
+    assert len(proxy.requests("POST", JOBS, injected=False, query=CREATE)) == 1
+    assert [s.status for s in proxy.requests("POST", JOBS, query=DRY_RUN)] == [201]
     # Retry-After (1 s) is what it waited, not its own backoff (which would be 3-4 s by the third retry)
     assert f"429 Too Many Requests; retry 3 of {API_RETRIES - 1} in 1.0s" in out, out[-3000:]
     assert_one_job(api_client, namespace, result)
@@ -85,12 +90,12 @@ def test_create_answered_503_after_the_apiserver_created_it_makes_no_duplicate(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The first create really happens but its answer is a 503: the retry meets 409 and adopts."""
-    rule = proxy.add(Rule("POST", JOBS, status=503, times=1, after_forward=True))
+    rule = proxy.add(Rule("POST", JOBS, status=503, times=1, after_forward=True, query=CREATE))
     result = run_dag(one_job_dag("api_503_lost_create", namespace))["job"]
     out = capfd.readouterr().out + caplog.text
     assert result["state"] == "success", out[-3000:]
     assert rule.used == 1
-    statuses = [s.status for s in proxy.requests("POST", JOBS)]
+    statuses = [s.status for s in proxy.requests("POST", JOBS, query=CREATE)]
     assert statuses == [503, 409], statuses  # created (answer lost), then AlreadyExists: adopted
     assert "adopting Job" in out
     assert_one_job(api_client, namespace, result)
@@ -116,12 +121,12 @@ def test_connection_dropped_during_the_create(
     after_forward: bool,
     statuses: list[int],
 ) -> None:
-    rule = proxy.add(Rule("POST", JOBS, status=0, times=times, after_forward=after_forward))
+    rule = proxy.add(Rule("POST", JOBS, status=0, times=times, after_forward=after_forward, query=CREATE))
     result = run_dag(one_job_dag(dag_id, namespace, deferrable=False))["job"]
     out = capfd.readouterr().out
     assert result["state"] == "success", out[-3000:]
     assert rule.used == times
-    assert [s.status for s in proxy.requests("POST", JOBS)] == statuses
+    assert [s.status for s in proxy.requests("POST", JOBS, query=CREATE)] == statuses
     assert_one_job(api_client, namespace, result)
 
 

@@ -12,6 +12,7 @@ from airflow.sdk import DAG
 from kubernetes import client
 
 from airflow_batchjob.core import naming
+from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
 from tests.cluster.helpers import START, new_dag
@@ -34,15 +35,26 @@ def test_template_with_unknown_fields_is_refused_and_creates_nothing(
             },
         }
     }
+    # Known at parse time: the DAG fails to load, naming both typos and the fields meant.
+    with pytest.raises(InvalidJobTemplateError) as parsed:
+        BatchJobOperator(task_id="typo", namespace=namespace, job_template=typo, cmds=["true"])
+    assert "spec.backofLimit: not a field of JobSpec, did you mean backoffLimit?" in str(parsed.value)
+    assert "containers[0].comand: not a field of Container, did you mean command?" in str(parsed.value)
+    # Known only once Jinja renders (here the image): refused at run time, before any create.
     with new_dag("unknown_fields") as dag:
-        BatchJobOperator(task_id="typo", namespace=namespace, job_template=typo, cmds=["true"], retries=3)
+        BatchJobOperator(
+            task_id="typo",
+            namespace=namespace,
+            job_template=typo,
+            image="{{ 'busybox' }}",
+            cmds=["true"],
+            retries=3,
+        )
     result = run_dag(dag)["typo"]
     out = capfd.readouterr().out
     assert result["state"] == "failed" and result["try_number"] == 1  # not retried: a retry cannot fix it
     assert "InvalidJobTemplateError" in out
-    assert 'unknown field \\"spec.backofLimit\\"' in out or 'unknown field "spec.backofLimit"' in out, out[
-        -3000:
-    ]
+    assert "did you mean backoffLimit?" in out, out[-3000:]
     assert client.BatchV1Api(api_client).list_namespaced_job(namespace).items == []
 
 
