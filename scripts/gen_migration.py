@@ -1,4 +1,5 @@
-"""Write docs/migration.rst: every KubernetesJobOperator parameter and its answer here.
+"""Write docs/migration.rst: every KubernetesJobOperator parameter and its answer here, then how
+the Job built here differs from the peer's (``JOB_DIFFERENCES``).
 
 Read from the installed cncf.kubernetes provider (``inspect.signature`` over the operator's MRO,
 BaseOperator's parameters aside) and ``airflow_batchjob/core/peertable.py``; run it after either
@@ -61,7 +62,7 @@ def _cell(text: str) -> str:
 def render() -> str:
     """The file's text."""
     sys.path.insert(0, str(ROOT))
-    from airflow_batchjob.core.peertable import PEER_PARAMS
+    from airflow_batchjob.core.peertable import JOB_DIFFERENCES, PEER_PARAMS
 
     params = peer_parameters()
     missing = sorted(set(params) - set(PEER_PARAMS))
@@ -103,6 +104,26 @@ def render() -> str:
             f"     - {_ANSWERS[entry.answer]}",
             f"     - {_cell(here)}",
         ]
+    lines += [
+        "",
+        "The Job it builds",
+        "-----------------",
+        "",
+        "The layers, each over the one before, as cncf.kubernetes merges them: the Job template",
+        "(``job_template_file``, then ``full_job_spec``), the Pod template (``pod_template_file`` or",
+        "``pod_template_dict``, then ``full_pod_spec``; its first container merges into the Job",
+        "template's main container), the Pod parameters, the container parameters (``image``,",
+        "``cmds``, ``arguments``, ``env_vars``, ``container_resources``). Each value a later layer",
+        "replaces is logged. The main container's variables come in cncf.kubernetes' order: the",
+        "templates', ``env_vars``, ``pod_runtime_info_envs``, the ``secrets``.",
+        "",
+        "From the same parameters, ``BatchJobOperator`` builds the Job that",
+        "``KubernetesJobOperator.build_job_request_obj`` builds, field by field, but for these",
+        "differences (``tests/unit/test_peer_differential.py`` builds both for a corpus of parameter",
+        "sets and fails on any other):",
+        "",
+    ]
+    lines += [f"- **{key}**: {_cell(why)}" for key, why in JOB_DIFFERENCES.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,7 @@
 """The table: what each constructor parameter of cncf.kubernetes' ``KubernetesJobOperator``
 becomes here (``PEER_PARAMS``), and the converters of the values it maps. Applied by
-``core/peerparams.py``; written out as ``docs/migration.rst`` by ``scripts/gen_migration.py``.
+``core/peerparams.py``; written out as ``docs/migration.rst`` by ``scripts/gen_migration.py``,
+with ``JOB_DIFFERENCES``: how the Job built here differs from the peer's, and why.
 
 Pure: no Airflow, no Kubernetes client.
 """
@@ -212,10 +213,10 @@ PEER_PARAMS: dict[str, PeerParam] = {
     "hostname": PeerParam("same", _SAME),
     "subdomain": PeerParam("same", _SAME),
     "schedulername": PeerParam("same", _SAME),
-    "full_pod_spec": PeerParam("same", "same (README: Layering)"),
+    "full_pod_spec": PeerParam("same", "same (the layers: 'The Job it builds' below)"),
     "init_containers": PeerParam("same", _SAME),
-    "pod_template_file": PeerParam("same", "same (README: Layering)"),
-    "pod_template_dict": PeerParam("same", "same (README: Layering)"),
+    "pod_template_file": PeerParam("same", "same (the layers: 'The Job it builds' below)"),
+    "pod_template_dict": PeerParam("same", "same (the layers: 'The Job it builds' below)"),
     "priority_class_name": PeerParam("same", _SAME),
     "termination_grace_period": PeerParam("same", _SAME),
     # -- running, waiting, cleaning up ----------------------------------------------------------
@@ -329,3 +330,52 @@ PEER_PARAMS: dict[str, PeerParam] = {
 }
 
 PEER_ONLY = frozenset(n for n, p in PEER_PARAMS.items() if p.answer != "same")
+
+
+# How the Job built here differs from the one cncf.kubernetes' ``KubernetesJobOperator`` builds
+# from the same parameters (``build_job_request_obj``): one line each, the reason included.
+# tests/unit/test_peer_differential.py builds both for a corpus of parameter sets, rewrites away
+# each entry (by its key) and fails on any other difference; gen_migration.py lists them in
+# docs/migration.rst, where a user coming from the peer reads them.
+JOB_DIFFERENCES: dict[str, str] = {
+    "job-name": "``metadata.name``: the peer's is ``job-`` + ``name`` (else the task id) + a random "
+    "suffix; ours is ``job_name`` + a suffix derived from dag, task, run and map index, so a retry "
+    "finds its Job; with ``random_name_suffix=False`` exactly ``job_name``, without ``job-``",
+    "pod-template-name": "``spec.template.metadata.name`` and ``namespace``: the peer copies its Pod's; "
+    "the Job controller names the Pods itself, so ours sets neither",
+    "ttl-hold": "``spec.ttlSecondsAfterFinished`` waits in the annotation "
+    "``batchjob.airflow.io/ttl-seconds-after-finished`` until the task has read the outcome (the TTL "
+    "would delete the Pods whose logs and results it reads), then is set",
+    "default-ttl": "a Job with no TTL gets ``[batchjob] default_ttl_seconds_after_finished`` "
+    "(7 days), so finished Jobs do not pile up; the peer's stays until deleted",
+    "identity-labels": "labels: the peer's Pods carry ``dag_id``, ``task_id``, ``run_id``, ``try_number``, "
+    "``map_index``, ``kubernetes_pod_operator``, ``airflow_version``, ``airflow_kpo_in_cluster``; the Job "
+    "and its Pods here carry ``batchjob.airflow.io/`` ``dag``, ``task``, ``run``, ``try``, ``map-index``",
+    "identity-annotations": "annotations: the Job and its Pods here also carry the exact ids "
+    "(``batchjob.airflow.io/`` ``dag-id``, ``task-id``, ``run-id``, ``map-index``), which labels may shorten",
+    "result-file": "the main container's env gets ``BATCHJOB_RESULT_FILE``, the file a Pod writes its "
+    "result to (its termination message)",
+    "xcom-sidecar": "``do_xcom_push=True`` adds no ``airflow-xcom-sidecar`` container, ``xcom`` volume "
+    "or ``/airflow/xcom`` mount: results come back through ``$BATCHJOB_RESULT_FILE``",
+    "main-container-name": "the main container's name: the peer renames a template's first container "
+    "to ``base_container_name`` (default ``base``); ours keeps a template's name (``podFailurePolicy`` "
+    "rules refer to it) and names its own ``base_container_name`` (default ``main``)",
+    "peer-defaults": "``parallelism``, ``termination_message_policy`` and ``hostnetwork`` not given: the "
+    "peer sends its defaults (1, ``File``, false), which replace a template's values; ours sends "
+    "nothing, so a template's value stands, else Kubernetes' (the same) default",
+    "env-by-name": "``env_vars`` naming a template's variable replace it where the template has it; "
+    "the peer adds a second entry (Kubernetes takes the last, so the value is the same)",
+    "resources-merge": "``container_resources`` over a template's are merged per quantity (a template's "
+    "``requests`` stay when only ``limits`` are given); the peer replaces the template's whole",
+    "falsy-over-template": "a parameter given as 0 or False (``backoff_limit=0``, ``suspend=False``, "
+    "``automount_service_account_token=False``) over a template's value applies; the peer's merge "
+    "skips falsy values and keeps the template's",
+    "restart-policy": "``restartPolicy``: the peer always sends ``Never``; ours keeps a template's "
+    "``OnFailure`` (``Never`` when the template says nothing)",
+    "pod-deadline": "``active_deadline_seconds`` is set on the Job only; the peer also sets it on each "
+    "Pod, where it never fires first (a Pod starts after its Job)",
+    "skip-rule": "``skip_on_exit_code`` adds a ``FailJob`` rule first in ``podFailurePolicy``: those exit "
+    "codes end the Job at once instead of being retried; the peer's Job is unchanged by it",
+    "empty-values": "empty lists and empty ``affinity``, ``securityContext``, ``nodeSelector``, labels and "
+    "annotations: the peer sends them, ours leaves them out; Kubernetes treats both as unset",
+}

@@ -21,7 +21,14 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.spec import JsonDict, load_template, parse_manifest_text, to_api
+from airflow_batchjob.core.spec import (
+    EnvInput,
+    JsonDict,
+    env_list,
+    load_template,
+    parse_manifest_text,
+    to_api,
+)
 
 # cncf.kubernetes lays these lists end to end (extend_object_field) rather than replacing them.
 _EXTENDED_POD_LISTS = ("volumes", "initContainers")
@@ -256,12 +263,18 @@ def job_layers(job_template: Any, full_job_spec: Any) -> JsonDict:
     return dict(to_api(KubernetesJobOperator.reconcile_jobs(models[0], models[1])))
 
 
-def apply_pod_layers(job: JsonDict, settings: PodSettings, container: str) -> list[str]:
+def apply_pod_layers(
+    job: JsonDict, settings: PodSettings, container: str, env: EnvInput | None = None
+) -> list[str]:
     """Lay the Pod template, the parameters and the secrets over ``job``'s Pod template, in place.
 
     ``container`` is the main container's name (the operator's); the parameters go to the
-    template's container of that name, else to its first. Returns what a later layer replaced,
-    one line each, for the task log.
+    template's container of that name, else to its first. A Pod template's main container (the
+    one of that name, else its first) merges into it whatever its name, as cncf.kubernetes
+    merges them. ``env`` (the container's, applied later by ``core/spec.py``) takes its place
+    before ``pod_runtime_info_envs`` and the secrets' variables, cncf.kubernetes' order, so a
+    ``$(VAR)`` reference resolves as it does there. Returns what a later layer replaced, one line
+    each, for the task log.
     """
     from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
     from kubernetes.client import models as k8s
@@ -274,8 +287,15 @@ def apply_pod_layers(job: JsonDict, settings: PodSettings, container: str) -> li
 
     def lay(layer: Any, name: str, under: str) -> Any:
         # reconcile_containers pairs containers by position: line the layer's up by name first
-        # (name-only placeholders change nothing), so "main" never merges into a sidecar.
+        # (name-only placeholders change nothing), so "main" never merges into a sidecar; the
+        # layer's main container takes the name of ours (a Pod template's "base" goes into a
+        # Job template's first container, not beside it).
         names = [c.name for c in base.spec.containers or []]
+        theirs = [c.name for c in layer.spec.containers or []]
+        main = container if container in names else (names[0] if names else None)
+        their_main = container if container in theirs else (theirs[0] if theirs else None)
+        if main is not None and their_main is not None and main not in theirs:
+            layer.spec.containers[theirs.index(their_main)].name = main
         given = {c.name: c for c in layer.spec.containers or []}
         aligned = [given.pop(n, None) or k8s.V1Container(name=n) for n in names]
         layer.spec.containers = [*aligned, *given.values()]
@@ -288,9 +308,19 @@ def apply_pod_layers(job: JsonDict, settings: PodSettings, container: str) -> li
     names = [c.name for c in base.spec.containers or []]
     target = container if container in names else (names[0] if names else container)
     params = params_pod(settings, target)
+    if env:
+        have = {e.name for c in base.spec.containers or [] if c.name == target for e in c.env or []}
+        first = [e for e in _models(env_list(env), k8s.V1EnvVar, "env") or [] if e.name not in have]
+        params.spec.containers[0].env = [*first, *(params.spec.containers[0].env or [])] or None
     for secret in _secrets(settings.secrets or ()):  # attach_to_pod uses the first container: ours
         params = secret.attach_to_pod(params)
     base = lay(params, "the parameters", "the templates")
+    # reconcile_pods keeps the lower layer's value where the upper one is False or 0: a parameter
+    # given so (automount_service_account_token=False, termination_grace_period=0) must still win.
+    for attr in params.spec.attribute_map:
+        value = getattr(params.spec, attr)
+        if isinstance(value, int) and not value:
+            setattr(base.spec, attr, value)
     merged = to_api(base)
     meta = merged.get("metadata") or {}
     for key in ("name", "namespace", "generateName"):

@@ -318,7 +318,7 @@ def build_job(
         from airflow_batchjob.core.podsettings import apply_pod_layers
 
         main = container.name if container is not None else ContainerParams.name
-        for line in apply_pod_layers(job, pod, main):
+        for line in apply_pod_layers(job, pod, main, container.env if container is not None else None):
             if on_override is not None:
                 on_override(line)
         pod_template = spec["template"]

@@ -108,6 +108,57 @@ def test_a_pod_template_alone_makes_the_container() -> None:
     assert pod["spec"]["containers"] == [{"name": "base", "image": "b", "command": ["run"]}]
 
 
+def test_env_comes_before_runtime_info_and_secrets_as_in_cncf() -> None:
+    """cncf.kubernetes' order: env_vars, pod_runtime_info_envs, the secrets; so ``$(NODE)`` in an
+    env var is not expanded there, nor here (a reference resolves only to an earlier variable)."""
+    node = k8s.V1EnvVar(
+        name="NODE",
+        value_from=k8s.V1EnvVarSource(field_ref=k8s.V1ObjectFieldSelector(field_path="spec.nodeName")),
+    )
+    pod, lines = _build(
+        _template({"name": "main", "image": "m", "env": [{"name": "T", "value": "0"}]}),
+        PodSettings(pod_runtime_info_envs=[node], secrets=[Secret("env", "PW", "creds", "pw")]),
+        env={"ON": "$(NODE)", "T": "1"},
+    )
+    env = pod["spec"]["containers"][0]["env"]
+    assert [(e["name"], e.get("value")) for e in env] == [
+        ("T", "1"),
+        ("ON", "$(NODE)"),
+        ("NODE", None),
+        ("PW", None),
+    ]
+    assert lines == []
+
+
+def test_a_pod_templates_first_container_merges_into_the_job_templates() -> None:
+    """Whatever its name (cncf.kubernetes' is ``base``), as cncf.kubernetes merges them; the Job
+    template's name stays (its podFailurePolicy may name it)."""
+    pod, lines = _build(
+        _template({"name": "job", "image": "j", "command": ["run"]}),
+        PodSettings(
+            pod_template_dict={"spec": {"containers": [{"name": "base", "image": "b", "workingDir": "/w"}]}}
+        ),
+    )
+    assert pod["spec"]["containers"] == [
+        {"name": "job", "image": "b", "command": ["run"], "workingDir": "/w"}
+    ]
+    assert lines == ["spec.containers['job'].image: 'j' -> 'b' (the Pod template over the Job template)"]
+
+
+def test_a_false_or_zero_parameter_wins_over_the_template() -> None:
+    pod, lines = _build(
+        _template(
+            {"name": "main", "image": "m"},
+            automountServiceAccountToken=True,
+            terminationGracePeriodSeconds=30,
+        ),
+        PodSettings(automount_service_account_token=False, termination_grace_period=0),
+    )
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 0
+    assert len(lines) == 2
+
+
 def test_full_job_spec_lies_over_the_job_template() -> None:
     merged = job_layers(
         _template({"name": "main", "image": "m"}) | {"metadata": {"labels": {"a": "1"}}},
