@@ -161,6 +161,7 @@ class IndexedJobOperator(BatchJobOperator):
         return parse_indexes(ann)
 
     def execute(self, context: Context) -> Any:
+        self.check_spec_fields()
         self.log_peer_notes()
         items = self._items_checked(self.items)
         namespace = self.resolve_namespace()

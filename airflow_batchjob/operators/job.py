@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_batchjob import config
 from airflow_batchjob.core import naming
@@ -29,8 +29,8 @@ from airflow_batchjob.core.spec import (
     env_list,
     hold_ttl,
     is_template_file,
-    to_api,
 )
+from airflow_batchjob.core.specvalues import SPEC_FIELDS
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
     InvalidResultError,
@@ -44,25 +44,14 @@ from airflow_batchjob.operators.base import (  # noqa: F401 (re-exported: the na
     run_wait,
 )
 from airflow_batchjob.operators.compat import PeerCompat
+from airflow_batchjob.operators.templated import TemplatedSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from kubernetes.client import V1PodFailurePolicy, V1SuccessPolicy
 
 
-def _spec_field(name: str, value: Any) -> Mapping[str, Any] | None:
-    """A Job spec field given as a dict or a ``V1...`` object (``pod_failure_policy``,
-    ``success_policy``), as an API-form dict."""
-    if value is None:
-        return None
-    if hasattr(value, "openapi_types"):
-        return cast("Mapping[str, Any]", to_api(value))
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a dict or a V1... object, not {type(value).__name__}")
-    return dict(value)
-
-
-class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
+class BatchJobOperator(TemplatedSpec, PeerCompat, JobAdopting, BaseBatchJobOperator):
     """Run a Kubernetes Job and wait for it; deferrable (watch-based) by default.
 
     Give either ``job_template`` (a dict, a YAML/JSON string, a ``.yaml``/``.yml``/``.json`` file
@@ -72,6 +61,21 @@ class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
     Job's name, namespace, uid and outcome; also pushes ``job_name``/``job_namespace``/``job_uid``
     right after creating it.
 
+    :param job_template: the Job to start from (templated): a dict, YAML/JSON text, a
+        ``.yaml``/``.yml``/``.json`` file path (the file is rendered by Jinja) or a ``V1Job``.
+        Without one, the Job is built from ``image`` and the other parameters.
+    :param image: the main container's image (templated); needed unless a Job or Pod template
+        gives the container. The container parameters go to the main container:
+        ``base_container_name``'s, else the template's first.
+    :param cmds: the main container's ``command`` (templated), a list: a bare string is refused.
+    :param arguments: the main container's ``args`` (templated), a list: a bare string is refused.
+    :param env: the main container's environment (templated): a name-to-value dict, or a list of
+        ``V1EnvVar`` objects or EnvVar dicts (for ``valueFrom``); merged over the template's by name.
+    :param container_resources: the main container's ``V1ResourceRequirements`` or its dict
+        (templated; quantities checked), merged per quantity over the template's.
+    :param labels: labels added to the Job and its Pod template, beside the task-instance labels
+        this provider sets (templated).
+    :param annotations: annotations added to the Job and its Pod template (templated).
     :param job_name: a prefix for the Job's name (alias: ``name``, cncf.kubernetes' name): the
         deterministic per-task-instance suffix is added, so runs never share a Job and retries
         adopt theirs. ``random_name_suffix=False`` uses it as the exact name.
@@ -89,6 +93,26 @@ class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
         the Job fails at once when the main container exits with one of them (a ``FailJob`` rule
         put first in the Job's ``podFailurePolicy``, with ``restartPolicy: Never``), and the task
         raises ``AirflowSkipException``.
+
+    The Job spec parameters lie over the template's spec. Each is templated: a Jinja string (or
+    an XCom) is accepted when the DAG is parsed and checked once rendered, before the task creates
+    anything. Rendered text is converted (digits to an integer, ``true``/``false`` for
+    ``suspend``, YAML/JSON text to a dict for the policies); anything else is refused, naming the
+    parameter. A literal value is checked when the DAG is parsed.
+
+    :param completions: Pods that must succeed (templated).
+    :param parallelism: Pods that run at once (templated).
+    :param completion_mode: ``NonIndexed`` or ``Indexed`` (templated).
+    :param backoff_limit: failed Pods before the Job fails (templated).
+    :param backoff_limit_per_index: an Indexed Job's failed Pods per index (templated).
+    :param max_failed_indexes: failed indexes before an Indexed Job fails (templated).
+    :param pod_failure_policy: a ``V1PodFailurePolicy`` or its dict (templated).
+    :param success_policy: a ``V1SuccessPolicy`` or its dict, Indexed Jobs (templated).
+    :param pod_replacement_policy: ``Failed`` or ``TerminatingOrFailed`` (templated).
+    :param active_deadline_seconds: the Job fails after this many seconds (templated).
+    :param ttl_seconds_after_finished: the Job is deleted this long after it finished; set only
+        once the task has read its outcome (templated).
+    :param suspend: create the Job suspended (templated).
 
     Every other cncf.kubernetes ``KubernetesJobOperator`` parameter is answered by
     ``core/peertable.py`` (``docs/migration.rst``): an alias (``name`` -> ``job_name``,
@@ -179,9 +203,15 @@ class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
         "tolerations",
         "volume_mounts",
         "volumes",
+        *SPEC_FIELDS,
     )
     template_ext: Sequence[str] = (".yaml", ".yml", ".json")
-    template_fields_renderers: ClassVar[dict[str, str]] = {"job_template": "yaml", "env": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "job_template": "yaml",
+        "env": "json",
+        "pod_failure_policy": "json",
+        "success_policy": "json",
+    }
     ui_color = "#d7e8fc"
 
     def __init__(
@@ -196,18 +226,19 @@ class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
         job_name: str | None = None,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
-        completions: int | None = None,
-        parallelism: int | None = None,
+        # The spec parameters also take a Jinja string (or an XCom): template fields.
+        completions: int | str | None = None,
+        parallelism: int | str | None = None,
         completion_mode: str | None = None,
-        backoff_limit: int | None = None,
-        backoff_limit_per_index: int | None = None,
-        max_failed_indexes: int | None = None,
-        pod_failure_policy: Mapping[str, Any] | V1PodFailurePolicy | None = None,
-        success_policy: Mapping[str, Any] | V1SuccessPolicy | None = None,
+        backoff_limit: int | str | None = None,
+        backoff_limit_per_index: int | str | None = None,
+        max_failed_indexes: int | str | None = None,
+        pod_failure_policy: Mapping[str, Any] | V1PodFailurePolicy | str | None = None,
+        success_policy: Mapping[str, Any] | V1SuccessPolicy | str | None = None,
         pod_replacement_policy: str | None = None,
-        active_deadline_seconds: int | None = None,
-        ttl_seconds_after_finished: int | None = None,
-        suspend: bool | None = None,
+        active_deadline_seconds: int | str | None = None,
+        ttl_seconds_after_finished: int | str | None = None,
+        suspend: bool | str | None = None,
         reuse_succeeded: bool = False,
         random_name_suffix: bool = True,
         wait_until_job_complete: bool = True,
@@ -296,23 +327,7 @@ class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
         self.job_name = job_name
         self.labels = dict(labels or {})
         self.annotations = dict(annotations or {})
-        try:
-            self.overrides = JobOverrides(
-                completions=completions,
-                parallelism=parallelism,
-                completion_mode=cast("Any", completion_mode),
-                backoff_limit=backoff_limit,
-                backoff_limit_per_index=backoff_limit_per_index,
-                max_failed_indexes=max_failed_indexes,
-                pod_failure_policy=_spec_field("pod_failure_policy", pod_failure_policy),
-                success_policy=_spec_field("success_policy", success_policy),
-                pod_replacement_policy=cast("Any", pod_replacement_policy),
-                active_deadline_seconds=active_deadline_seconds,
-                ttl_seconds_after_finished=ttl_seconds_after_finished,
-                suspend=suspend,
-            )
-        except (InvalidJobSpecError, TypeError, ValueError) as e:
-            raise InvalidJobTemplateError(str(e)) from e
+        self.set_spec_fields(locals())  # attributes of their own: template fields
         self.reuse_succeeded = reuse_succeeded
         if reuse_succeeded and not self.reattach_on_restart:
             raise InvalidJobTemplateError(
@@ -336,7 +351,11 @@ class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
         try:
             if "{{" not in repr(pod):
                 check_settings(pod)
-            if is_template_file(self.job_template) or pod.pod_template_file or "{{" in repr(fields):
+            spec_for_run = self.spec_fields_for_run()  # Jinja or an XCom: the Job waits for the run
+            if spec_for_run:
+                self.check_literal_spec_fields()  # the other spec parameters, one by one
+            later = spec_for_run or is_template_file(self.job_template) or pod.pod_template_file
+            if later or "{{" in repr(fields):
                 return  # a file or a template: validated at run time, still before anything is created
             # YAML text (no file, no Jinja) is parsed here: a malformed one fails the DAG's parse
             exact = self.job_name if self.job_name and not self.random_name_suffix else None
@@ -345,7 +364,7 @@ class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
                 namespace="default",
                 template=job_layers(self.job_template, self.full_job_spec),
                 container=self._container(),
-                overrides=self.overrides,
+                overrides=self.given_overrides(),
                 pod=pod,
             )
             self._add_skip_rule(body)
@@ -422,6 +441,7 @@ class BatchJobOperator(PeerCompat, JobAdopting, BaseBatchJobOperator):
         return body
 
     def execute(self, context: Context) -> Any:
+        self.check_spec_fields()
         self.log_peer_notes()
         namespace = self.resolve_namespace()
         body = self.build(context, namespace)

@@ -61,6 +61,8 @@ class JobGroupOperator(BatchJobOperator):
     :param max_active_jobs: at most this many Jobs run at once; the others wait suspended.
     :param failure_policy: ``"any"`` (default) fails the task if any item failed;
         ``"min_success"`` succeeds when at least ``min_success`` items succeeded.
+    :param min_success: with ``failure_policy="min_success"``, and only then: how many items must
+        succeed, at least 1.
     :param fail_fast: stop waiting at the first failed item (the others keep running unless
         ``delete_on_finish="always"``).
 
@@ -155,6 +157,7 @@ class JobGroupOperator(BatchJobOperator):
         return group, selector
 
     def execute(self, context: Context) -> Any:
+        self.check_spec_fields()
         self.log_peer_notes()
         items = self._items_checked(self.items)
         namespace = self.resolve_namespace()

@@ -24,9 +24,12 @@ from airflow_batchjob.core import naming
 from airflow_batchjob.core.brokerconn import TLS_MOUNT_PATH, BrokerConfigError, BrokerConn
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.items import normalize_items
+from airflow_batchjob.core.spec import JobOverrides
+from airflow_batchjob.core.specvalues import to_int
 from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedError
 from airflow_batchjob.operators.base import items_at_parse
 from airflow_batchjob.operators.job import BatchJobOperator
+from airflow_batchjob.operators.templated import waits_for_run
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -138,7 +141,10 @@ class QueueJobOperator(BatchJobOperator):
     :param mode: ``pod_per_item`` (RabbitMQ; ``completions = count``) or ``variable`` (Redis;
         ``parallelism`` workers drain the queue).
     :param queue_name: the queue name (templated; e.g. from the pre-fill task's XCom).
-    :param count: items in the queue (``pod_per_item`` only; templated).
+    :param count: items in the queue (``pod_per_item`` only; templated: Jinja, or the pre-fill
+        task's XCom, checked once rendered).
+    :param parallelism: workers (Pods) that run at once, at least 1 (templated, as the
+        :class:`BatchJobOperator` spec parameters are).
     :param conn_id: the broker's Airflow connection, as for :class:`QueuePrefillOperator`; its URL,
         and with TLS its CA and client certificate, reach the Pods only in the Job's Secret.
     :param max_attempts: attempts per item before it goes to the dead-letter list.
@@ -181,7 +187,7 @@ class QueueJobOperator(BatchJobOperator):
         mode: Mode,
         queue_name: str,
         count: int | str | None = None,
-        parallelism: int = 1,
+        parallelism: int | str = 1,
         conn_id: str | None = None,
         max_attempts: int = 3,
         lease_seconds: int = 30,
@@ -201,7 +207,8 @@ class QueueJobOperator(BatchJobOperator):
             raise InvalidJobTemplateError("mode='variable' takes no count: workers drain the queue")
         if kwargs.get("completions") is not None:
             raise InvalidJobTemplateError("QueueJobOperator sets completions itself (from count)")
-        if max_attempts < 1 or lease_seconds < 3 or parallelism < 1:
+        # A templated parallelism (or count) is checked once rendered (check_spec_fields).
+        if max_attempts < 1 or lease_seconds < 3 or (isinstance(parallelism, int) and parallelism < 1):
             raise InvalidJobTemplateError(
                 "max_attempts >= 1, lease_seconds >= 3 and parallelism >= 1 are required"
             )
@@ -211,6 +218,8 @@ class QueueJobOperator(BatchJobOperator):
                 f"broker_tls_mount_path={path!r}: give an absolute directory path (not /, no '..')"
             )
         kwargs["parallelism"] = parallelism
+        if isinstance(count, str) and not waits_for_run(count):
+            count = self._count(count)  # literal text: "5" is read now, "lots" refused now
         if mode == "pod_per_item" and isinstance(count, int):
             kwargs["completions"] = count
         super().__init__(**kwargs)
@@ -237,11 +246,7 @@ class QueueJobOperator(BatchJobOperator):
         self, context: Context, namespace: str, broker: BrokerConn | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         """The Job; with ``broker`` (a TLS connection with files) also the Secret volume for them."""
-        if self.mode == "pod_per_item":
-            count = int(self.count)  # type: ignore[arg-type]
-            if count < 0:
-                raise InvalidJobTemplateError(f"count={count}: must be >= 0")
-            kwargs["overrides"] = dataclasses.replace(self.overrides, completions=count)
+        kwargs["overrides"] = self.check_spec_fields()
         body = super().build(context, namespace, **kwargs)
         name = body["metadata"]["name"]
         main = body["spec"]["template"]["spec"]["containers"][0]
@@ -280,10 +285,35 @@ class QueueJobOperator(BatchJobOperator):
         return body
 
     @staticmethod
+    def _count(value: Any) -> int:
+        """``count`` as given or rendered (``"5"`` -> 5); anything else is refused, naming it."""
+        try:
+            count = to_int("count", value)
+        except InvalidJobSpecError as e:
+            raise InvalidJobTemplateError(str(e)) from e
+        if count < 0:
+            raise InvalidJobTemplateError(f"count={count}: must be >= 0")
+        return count
+
+    def check_spec_fields(self) -> JobOverrides:
+        """The rendered spec parameters, with this pattern's own: at least one worker, and
+        ``completions = count`` (pod-per-item)."""
+        overrides = super().check_spec_fields()
+        if overrides.parallelism is None or overrides.parallelism < 1:
+            raise InvalidJobTemplateError(
+                f"task {self.task_id}: parallelism={overrides.parallelism!r}: QueueJobOperator needs "
+                "parallelism >= 1 (the number of workers)"
+            )
+        if self.mode == "pod_per_item":
+            overrides = dataclasses.replace(overrides, completions=self._count(self.count))
+        return overrides
+
+    @staticmethod
     def secret_name(job_name: str) -> str:
         return f"{job_name}-broker"
 
     def execute(self, context: Context) -> Any:
+        self.check_spec_fields()
         self.log_peer_notes()
         conn = self.broker_conn()  # a connection that cannot work fails before anything exists
         namespace = self.resolve_namespace()

@@ -27,3 +27,12 @@ BatchJobOperator(
 BatchJobOperator(task_id="env_dict", image="busybox", env={"A": "1"}, container_resources={"limits": {}})
 JobGroupOperator(task_id="group", image="busybox", items=("a", "b"), wait_until_job_complete=False)
 IndexedJobOperator(task_id="indexed", image="busybox", cmds=["cat"], items=["x"])
+# The Job spec parameters are templated: a Jinja string type-checks where a value does.
+BatchJobOperator(
+    task_id="templated",
+    image="busybox",
+    parallelism="{{ params.p }}",
+    backoff_limit="{{ params.retries }}",
+    suspend="{{ params.suspend }}",
+    success_policy="{{ params.success | tojson }}",
+)
