@@ -86,7 +86,14 @@ def _api_message(e: ApiException) -> str:
 
 
 class NamespaceWatch:
-    """Watches one kind (Jobs, Pods, Events) in one namespace; lists and serves each subscriber's scope."""
+    """Watches one kind (Jobs, Pods, Events) in one namespace; lists and serves each subscriber's scope.
+
+    :param api: the async Kubernetes API client the watch and its lists use.
+    :param namespace: the namespace watched.
+    :param kind: ``jobs`` (default), ``pods`` or ``events``.
+    :param gate: bounds the subscribers' LIST requests at once (shared per client by
+        :class:`WatchRegistry`); default: a semaphore of this watch's own, of 4.
+    """
 
     def __init__(
         self,

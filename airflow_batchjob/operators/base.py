@@ -63,6 +63,10 @@ def _seconds(value: dt.timedelta | float | None) -> float | None:
 class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
     """What every pattern's operator shares: connection, namespace, waiting, cleanup, failure logs.
 
+    :param namespace: where the Job(s) run (templated); default: the connection's namespace, else
+        ``default``.
+    :param kubernetes_conn_id: the cncf.kubernetes connection to the cluster (default
+        ``kubernetes_default``; cncf.kubernetes' name).
     :param deferrable: wait in the triggerer (after ``defer_after`` seconds in the worker). Default:
         ``[operators] default_deferrable`` where the deployment sets it, else True.
     :param diagnostics: while waiting, explain in the task log why fewer Pods run than requested
@@ -70,6 +74,8 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         every ``diagnose_interval`` seconds (default 30); and push a ``diagnostics`` XCom summary at
         the end. Default True. Both defaults come from ``[batchjob] diagnostics`` and
         ``diagnose_interval`` where the deployment sets them.
+    :param diagnose_interval: seconds between two explanations of an unchanged situation (positive;
+        default 30, or ``[batchjob] diagnose_interval``).
     :param pending_timeout: fail when a Pod stays unschedulable or cannot start its containers
         this long (off by default). The Job is then handled like a timeout: deleted only with
         ``delete_on_finish="always"``.

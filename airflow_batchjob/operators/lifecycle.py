@@ -32,6 +32,7 @@ class _JobsOperator(ClusterConnection, BaseOperator):
     """Acts on the Jobs named, or matched by a label selector, in one namespace.
 
     :param job_name: the Job (alias ``name``, cncf.kubernetes' name).
+    :param name: alias of ``job_name`` (cncf.kubernetes' name); give one of them, not both.
     :param label_selector: or every Job these labels select (e.g. ``jobgroup=nightly``).
     :param namespace: default: the connection's, else ``default``.
     :param kubernetes_conn_id: the cncf.kubernetes connection.

@@ -24,6 +24,17 @@ class BaseJobWatchSensor(ClusterConnection, BaseSensorOperator):
     Subclasses give ``trigger(namespace, deadline)`` and the event key holding their XCom value.
     Sensor failures are ``JobFailedSensorError`` (an ``AirflowFailException``), so ``soft_fail``
     behaves the same in poke and deferrable mode.
+
+    :param namespace: where the Jobs are; default: the connection's namespace, else ``default``.
+    :param kubernetes_conn_id: the cncf.kubernetes connection to the cluster (default
+        ``kubernetes_default``).
+    :param deferrable: poke once, then wait in the triggerer (one shared watch); False pokes every
+        ``poke_interval`` instead. Default: ``[operators] default_deferrable`` where the deployment
+        sets it, else True.
+    :param config_file: a kubeconfig file to use instead of the connection's (cncf.kubernetes' name).
+    :param in_cluster: use the Pod's service account (True) or not (False) instead of the
+        connection's setting.
+    :param cluster_context: the kubeconfig context to use.
     """
 
     event_value_key = "job"

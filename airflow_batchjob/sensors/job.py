@@ -28,6 +28,22 @@ class JobSensor(BaseJobWatchSensor):
     created yet is waited for. Deferrable (one shared watch in the triggerer) by default; with
     ``deferrable=False`` it pokes every ``poke_interval``. Returns the Job's outcome (XCom).
 
+    :param job_name: the Job to wait on (templated); give it or ``label_selector``.
+    :param label_selector: or the labels of the Job (templated), e.g. ``jobgroup=nightly``: it must
+        match one Job (several is an error; none yet is waited for).
+    :param namespace: where the Job is (templated); default: the connection's namespace, else
+        ``default``.
+    :param kubernetes_conn_id: the cncf.kubernetes connection (default ``kubernetes_default``).
+    :param condition: the Job condition to wait for: ``Complete`` (default), ``Failed``,
+        ``SuccessCriteriaMet``, ``FailureTarget`` or ``Suspended``. Every goal given must be met:
+        pass ``condition=None`` to wait for ``succeeded_at_least`` or ``indexes`` alone.
+    :param succeeded_at_least: wait until at least this many of the Job's Pods succeeded.
+    :param indexes: wait until these completion indexes (an Indexed Job's) all completed; one of
+        them failing fails the sensor.
+    :param fail_on: a list of conditions that fail the sensor at once; default ``FailureTarget``
+        and ``Failed``, unless ``condition`` is one of them.
+    :param deferrable: poke once, then wait in the triggerer; False pokes every ``poke_interval``.
+        Default: ``[operators] default_deferrable`` where the deployment sets it, else True.
     :param diagnostics: when deferred, explain in the log why the Job's Pods do not all run
         (as the operators do: scheduling, image pulls, quota, back-off).
     """

@@ -24,10 +24,17 @@ if TYPE_CHECKING:
 class JobGroupSensor(BaseJobWatchSensor):
     """Wait until the Jobs matching ``label_selector`` all finished, or any failed, or N succeeded.
 
+    :param label_selector: the labels of the group's Jobs (templated), e.g. ``jobgroup=nightly``.
+    :param namespace: where the Jobs are (templated); default: the connection's namespace, else
+        ``default``.
+    :param kubernetes_conn_id: the cncf.kubernetes connection (default ``kubernetes_default``).
     :param expected_jobs: how many Jobs make the group (default: whatever matches, at least one).
     :param succeeded_at_least: succeed as soon as this many Jobs succeeded.
     :param fail_on_any_failure: fail as soon as one Job failed (default True); with False, wait
         for all and succeed whatever their outcomes.
+    :param deferrable: poke once, then wait in the triggerer; False pokes every ``poke_interval``.
+        Default: ``[operators] default_deferrable`` where the deployment sets it, else True.
+
     Returns ``{"succeeded", "failed", "running", "queued", "total"}`` counts (XCom).
     """
 

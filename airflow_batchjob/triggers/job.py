@@ -186,6 +186,34 @@ class JobTrigger(SerializedByDefaults):
     Never fires sooner than ``settle_seconds`` (default: ``[batchjob] defer_settle_seconds``,
     15) after it starts running (``triggers/base.py``:
     Airflow's defer race).
+
+    :param namespace: the Job's namespace.
+    :param job_name: the Job to wait on; give it or ``label_selector``.
+    :param label_selector: or labels that select the Job: matching several Jobs ends the wait with
+        status ``error``; none yet is waited for.
+    :param job_uid: the uid of the Job waited on: if it is deleted or replaced by a Job of the same
+        name, the wait ends with status ``deleted``; ``on_kill`` deletes only this uid.
+    :param wait_for: the goal as ``WaitFor.to_dict()`` gives it (``condition``,
+        ``succeeded_at_least``, ``indexes``, ``fail_on``); default: the Job's outcome is decided.
+    :param kubernetes_conn_id: the cncf.kubernetes connection (default ``kubernetes_default``), or
+        the task's ``conn_ref`` string with its ``in_cluster`` / ``config_file`` /
+        ``cluster_context`` overrides.
+    :param deadline: a ``time.time()`` instant after which the trigger fires with status
+        ``timeout`` (default: none).
+    :param delete_on_kill: a user killing the deferred task deletes the Job named by ``job_name``
+        (default False; the operators pass theirs).
+    :param propagation_policy: how that delete reaches the Pods (default ``Background``).
+    :param progress_interval: seconds between the progress lines logged while the Job changes
+        (default 10); the first and the last are logged at once.
+    :param diagnostics: explain in the log why the Job's Pods do not all run, and add a
+        ``diagnostics`` summary to the event (default False; the operators turn it on).
+    :param diagnose_interval: seconds between two explanations of an unchanged situation (default 30).
+    :param pending_timeout: seconds a Pod may stay unschedulable or unable to start its containers
+        before the trigger fires with status ``stuck`` (default: no limit).
+    :param settle_seconds: the hold described above, in seconds (default:
+        ``[batchjob] defer_settle_seconds``); 0 turns it off.
+    :param logs: what to show of the Pods' logs, as the operators' ``log_settings()`` dict
+        (``triggers/podlogs.py``); default: no logs.
     """
 
     def __init__(

@@ -132,6 +132,31 @@ class JobGroupTrigger(SerializedByDefaults):
 
     Never sooner than ``settle_seconds`` after it starts running (``triggers/base.py``: Airflow's
     defer race).
+
+    :param namespace: the Jobs' namespace.
+    :param label_selector: the labels of the group's Jobs.
+    :param goal: when the wait ends, as ``GroupGoal.to_dict()`` gives it (``expected``,
+        ``fail_fast``, ``succeeded_at_least``); default: every Job's outcome is decided.
+    :param max_active: resume the group's queued (suspended) Jobs in item order so that at most
+        this many run (default: none resumed).
+    :param kubernetes_conn_id: the cncf.kubernetes connection (default ``kubernetes_default``), or
+        the task's ``conn_ref`` string with its ``in_cluster`` / ``config_file`` /
+        ``cluster_context`` overrides.
+    :param deadline: a ``time.time()`` instant after which the trigger fires with status
+        ``timeout`` (default: none).
+    :param delete_on_kill: a user killing the deferred task deletes every Job of the group and
+        their Pods (default False; the operators pass theirs).
+    :param progress_interval: seconds between the progress lines logged while the group changes
+        (default 10); the first and the last are logged at once.
+    :param diagnostics: explain in the log why the Jobs' Pods do not all run, and add a
+        ``diagnostics`` summary to the event (default False; the operators turn it on).
+    :param diagnose_interval: seconds between two explanations of an unchanged situation (default 30).
+    :param pending_timeout: seconds a Pod may stay unschedulable or unable to start its containers
+        before the trigger fires with status ``stuck`` (default: no limit).
+    :param settle_seconds: the hold described above, in seconds (default:
+        ``[batchjob] defer_settle_seconds``, 15); 0 turns it off.
+    :param logs: what to show of the Pods' logs, as the operators' ``log_settings()`` dict
+        (``triggers/podlogs.py``); default: no logs.
     """
 
     def __init__(
