@@ -33,4 +33,5 @@ fi
 # shellcheck source=scripts/venvlib.sh
 source "$ROOT/scripts/venvlib.sh"
 refresh_editable "$VENV" "$UV" pip install -q -p "$VENV/bin/python" --no-deps -e "$ROOT"
+compile_bytecode "$VENV"
 echo "$VENV"

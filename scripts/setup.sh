@@ -77,6 +77,7 @@ fi
 # shellcheck source=scripts/venvlib.sh
 source "$ROOT/scripts/venvlib.sh"
 refresh_editable "$VENV" "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
+compile_bytecode "$VENV"
 
 wait "$BUILDS" || { log "a Go build failed (output above)"; exit 1; }
 step "set-up" "$T0"

@@ -13,3 +13,17 @@ print(json.dumps(tomllib.load(open(sys.argv[1], "rb"))["project"], sort_keys=Tru
     echo "$meta" >"$venv/.project"
   fi
 }
+
+# compile_bytecode VENV: write the venv's bytecode once. Where PYTHONDONTWRITEBYTECODE is set (this
+# machine and CI set it) no import writes __pycache__, and uv installs without compiling: every
+# Airflow task process then compiled cncf.kubernetes, the kubernetes client and pika from source,
+# 8-13 s a parse on 2 cores; eight at once took past Airflow's 120 s DAG-import timeout and failed a
+# task (the floor lane's defer-race test, CI of 2026-12-07). compileall writes whatever that
+# variable says, and only where the source is newer than the bytecode.
+compile_bytecode() {
+  local venv=$1 site
+  [[ -f $venv/.bytecode ]] && return 0
+  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  "$venv/bin/python" -m compileall -q -j 2 "$site" >/dev/null || true
+  touch "$venv/.bytecode"
+}
