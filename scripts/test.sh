@@ -33,7 +33,7 @@ echo "ruff, mypy: $(( $(date +%s) - t ))s" >>"$TIMES"
 # tests/faults, tests/stack and tests/benchmarks (their subject is the API, brokers and Airflow,
 # not the node), and the unit and broker tests (no cluster).
 REAL_LANE=(-m "real_node and not agent_node" tests/cluster)
-AGENT_LANE=(-m "not real_node or agent_node" tests)
+AGENT_LANE=(-m "(not real_node or agent_node) and not wheel" tests)
 # The floor lane: the oldest Airflow, cncf.kubernetes, pika and redis pyproject.toml allows
 # (scripts/floors.sh): the unit and broker tests, and a DAG that defers through every operator and
 # waits in the worker, on the real scheduler, executor and triggerer of those versions. It runs on a
@@ -42,6 +42,9 @@ AGENT_LANE=(-m "not real_node or agent_node" tests)
 # a real node, beside the two other lanes; else after the agent lane.
 # The docs build (marker docs) needs the [dev] doc tools, which the floor venv does not hold.
 FLOOR_LANE=(-m "not docs" tests/unit tests/brokers tests/stack/test_defer_race.py::test_short_deferred_jobs_never_lose_a_try)
+# The wheel lane: the sdist and wheel built, checked and installed (not editable) into a clean
+# virtualenv, which runs a deferred Job on the floor lane's cluster after that lane (tests/wheel).
+WHEEL_LANE=(-m wheel tests/wheel)
 
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
 AGENT_DIR="$CACHE/clusters/test-$$"
@@ -99,6 +102,17 @@ floor_lane() {  # floor_lane CLUSTER_DIR: starts a node agent's cluster there an
 print("apache-airflow", v("apache-airflow"), "cncf.kubernetes", v("apache-airflow-providers-cncf-kubernetes"))')): ${FLOOR_LANE[*]}" >&2
   lane "floor lane" "$1" "$floors/bin/python" -m pytest -p no:cacheprovider -q -rfEs "${FLOOR_LANE[@]}"
 }
+wheel_lane() {  # wheel_lane CLUSTER_DIR: on the cluster the floor lane started there
+  [[ -n $floors ]] || return 0
+  echo "== the wheel lane: ${WHEEL_LANE[*]}" >&2
+  lane "wheel lane" "$1" "${PYTEST[@]}" "${WHEEL_LANE[@]}"
+}
+floor_and_wheel_lanes() {
+  local rc=0
+  floor_lane "$1" || rc=$?
+  wheel_lane "$1" || rc=$?
+  return "$rc"
+}
 summary() {
   echo "== times (wall clock; the lanes overlap):" >&2
   cat "$TIMES" >&2
@@ -112,25 +126,26 @@ echo "agent cluster up: $(( $(date +%s) - t ))s" >>"$TIMES"
 status=0
 if ((real_node)); then
   # Three lanes at once, each on its own cluster: the real node's tests mostly wait on the kubelet
-  # (little CPU), the floor lane is short, the agent's lane computes and sets the pace. The real
+  # (little CPU), the floor lane (then the wheel lane) is short, the agent's lane computes and
+  # sets the pace. The real
   # and floor lanes' output is printed after the agent's.
   echo "== pytest on the real node (output below, when it ends): ${REAL_LANE[*]}" >&2
   lane "real-node lane" "$REAL_DIR" "${PYTEST[@]}" "${REAL_LANE[@]}" >"$REAL_LOG" 2>&1 &
   real_pid=$!
-  floor_lane "$FLOOR_DIR" >"$FLOOR_LOG" 2>&1 &
+  floor_and_wheel_lanes "$FLOOR_DIR" >"$FLOOR_LOG" 2>&1 &
   floor_pid=$!
   echo "== pytest on the node agent: ${AGENT_LANE[*]}" >&2
   lane "agent lane" "$AGENT_DIR" "${PYTEST[@]}" "${AGENT_LANE[@]}" || status=$?
   for lane_pid in "$real_pid" "$floor_pid"; do wait "$lane_pid" || status=$?; done
   echo "== the real-node lane:" >&2
   cat "$REAL_LOG"
-  echo "== the floor lane:" >&2
+  echo "== the floor and wheel lanes:" >&2
   cat "$FLOOR_LOG"
 else
   echo "== pytest on the node agent" >&2
   lane "agent lane" "$AGENT_DIR" "${PYTEST[@]}" "${@:-tests}" || status=$?
   python -m localcluster down --dir "$AGENT_DIR"
-  floor_lane "$FLOOR_DIR" || status=$?
+  floor_and_wheel_lanes "$FLOOR_DIR" || status=$?
 fi
 summary
 exit "$status"
