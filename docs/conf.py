@@ -52,24 +52,3 @@ napoleon_google_docstring = False
 napoleon_numpy_docstring = False
 
 myst_heading_anchors = 3
-
-# Docstrings that make docutils warn, mended at read time here rather than in the package (its
-# files belong to another change). Each entry names one object; remove it once the docstring is
-# fixed at its source.
-# - JobGroupSensor: the "Returns ..." line follows the :param: list with no blank line between
-#   ("Field list ends without a blank line").
-_FIELD_LIST_WITHOUT_BLANK_LINE = {"airflow_batchjob.sensors.jobgroup.JobGroupSensor"}
-
-
-def _mend_docstring(app, what, name, obj, options, lines):  # type: ignore[no-untyped-def]
-    if name not in _FIELD_LIST_WITHOUT_BLANK_LINE:
-        return
-    for i in range(len(lines) - 1, 0, -1):
-        line, previous = lines[i], lines[i - 1]
-        in_field = previous.startswith(":") or (previous.startswith(" ") and previous.strip())
-        if line and not line.startswith((" ", ":")) and in_field:
-            lines.insert(i, "")
-
-
-def setup(app):  # type: ignore[no-untyped-def]
-    app.connect("autodoc-process-docstring", _mend_docstring)

@@ -56,7 +56,8 @@ class BatchJobOperator(TemplatedSpec, PeerCompat, JobAdopting, BaseBatchJobOpera
 
     Give either ``job_template`` (a dict, a YAML/JSON string, a ``.yaml``/``.yml``/``.json`` file
     path rendered by Jinja, or a ``V1Job``) or ``image`` plus ``cmds`` / ``arguments`` / ``env`` /
-    ``container_resources`` (which also override the template's first container). The first-class
+    ``container_resources`` (which also override the template's main container: the one named
+    ``base_container_name``, else its first). The first-class
     parameters (``completions`` ... ``suspend``) override the template's spec. Returns (XCom) the
     Job's name, namespace, uid and outcome; also pushes ``job_name``/``job_namespace``/``job_uid``
     right after creating it.
