@@ -32,6 +32,7 @@ from typing import Any
 import _common as c
 
 from airflow_batchjob import queues
+from airflow_batchjob.queues.envelope import fingerprint_quoted, resp_bulk
 
 REDIS_ITEMS = 1_000_000
 REDIS_CHUNK = 10_000
@@ -77,14 +78,14 @@ def redis_naive(client: Any, texts: list[str], fast_encode: bool) -> float:
 def encode_only(texts: list[str]) -> float:
     """What ``RedisQueue.prefill`` computes before and while sending, without any I/O: the client's share.
 
-    Uses the queue module's private helpers (quoting, fingerprint, RESP bulk per chunk) exactly as
+    Uses the envelope module's helpers (quoting, fingerprint, RESP bulk per chunk) exactly as
     ``prefill`` does; a diagnostic, not a contender.
     """
     t0 = time.perf_counter()
     quoted = list(map(encode_basestring, texts))
-    queues._fingerprint_quoted(quoted)
+    fingerprint_quoted(quoted)
     for start in range(0, len(texts), REDIS_CHUNK):
-        queues._resp_bulk(texts[start : start + REDIS_CHUNK], start, quoted[start : start + REDIS_CHUNK])
+        resp_bulk(texts[start : start + REDIS_CHUNK], start, quoted[start : start + REDIS_CHUNK])
     return time.perf_counter() - t0
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_batchjob.core.outcome import parse_indexes
+from airflow_batchjob.core.indexes import parse_indexes
 
 Obj = Mapping[str, Any]
 

@@ -27,7 +27,7 @@ ANNOTATION_DAG_ID = f"{LABEL_PREFIX}/dag-id"
 ANNOTATION_TASK_ID = f"{LABEL_PREFIX}/task-id"
 ANNOTATION_RUN_ID = f"{LABEL_PREFIX}/run-id"
 ANNOTATION_ITEM_KEY = f"{LABEL_PREFIX}/item-key"
-# ttlSecondsAfterFinished held back until the task has read the Job's outcome (see spec.hold_ttl)
+# ttlSecondsAfterFinished held back until the task has read the Job's outcome (see build.hold_ttl)
 ANNOTATION_HELD_TTL = f"{LABEL_PREFIX}/ttl-seconds-after-finished"
 
 LABEL_VALUE_MAX = 63

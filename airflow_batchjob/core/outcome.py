@@ -8,62 +8,14 @@ with ``final=False`` until the terminal condition lands. Older clusters skip the
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from airflow_batchjob.core.spec import to_api
-
-_INTERVAL_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
-
-
-def parse_indexes(s: str | None) -> list[int]:
-    """Expand the controller's interval form ("1,3-5,7") into sorted unique indexes.
-
-    Accepts both "1,2" and "1-2" for a pair (the controller writes the former), tolerates spaces.
-    Raises ValueError on anything else, since a garbled index list means we misread the status.
-    """
-    if s is None or not s.strip():
-        return []
-    out: set[int] = set()
-    for part in s.split(","):
-        m = _INTERVAL_RE.match(part.strip())
-        if m is None:
-            raise ValueError(f"invalid index list {s!r}: {part!r} is not an index or a 'low-high' range")
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) is not None else lo
-        if hi < lo:
-            raise ValueError(f"invalid index list {s!r}: range {part!r} goes backwards")
-        out.update(range(lo, hi + 1))
-    return sorted(out)
-
-
-def format_indexes(indexes: Iterable[int]) -> str:
-    """Compress indexes exactly as the Job controller does (indexed_job_utils.go).
-
-    Consecutive runs of three or more become "lo-hi"; a run of two is written "lo,hi".
-    """
-    ordered = sorted(set(indexes))
-    if ordered and ordered[0] < 0:
-        raise ValueError("indexes must be non-negative")
-    parts: list[str] = []
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        lo, hi = ordered[i], ordered[j]
-        if hi == lo:
-            parts.append(str(lo))
-        elif hi == lo + 1:
-            parts.append(f"{lo},{hi}")
-        else:
-            parts.append(f"{lo}-{hi}")
-        i = j + 1
-    return ",".join(parts)
+from airflow_batchjob.core.indexes import format_indexes, parse_indexes
+from airflow_batchjob.core.manifest import to_api
 
 
 class JobState(str, Enum):

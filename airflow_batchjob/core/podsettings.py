@@ -4,7 +4,7 @@
 dicts); ``apply_pod_layers`` lays them over a Job's Pod template. One order, documented in
 docs/guides/parameters.md: the Job template's Pod < a Pod template (``pod_template_file`` /
 ``pod_template_dict`` < ``full_pod_spec``) < these parameters < the container parameters (image,
-cmds, env, resources, applied by ``core/spec.py``). The layers are merged with the cncf.kubernetes
+cmds, env, resources, applied by ``core/build.py``). The layers are merged with the cncf.kubernetes
 provider's own ``PodGenerator.reconcile_pods`` (so a Pod merges here as it does under
 ``KubernetesPodOperator``), and every value a later layer replaces is returned as a line for the
 task log instead of being overwritten silently.
@@ -20,15 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from airflow_batchjob.core.build import EnvInput, env_list
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.spec import (
-    EnvInput,
-    JsonDict,
-    env_list,
-    load_template,
-    parse_manifest_text,
-    to_api,
-)
+from airflow_batchjob.core.manifest import JsonDict, load_template, parse_manifest_text, to_api
 
 # cncf.kubernetes lays these lists end to end (extend_object_field) rather than replacing them.
 _EXTENDED_POD_LISTS = ("volumes", "initContainers")
@@ -271,7 +265,7 @@ def apply_pod_layers(
     ``container`` is the main container's name (the operator's); the parameters go to the
     template's container of that name, else to its first. A Pod template's main container (the
     one of that name, else its first) merges into it whatever its name, as cncf.kubernetes
-    merges them. ``env`` (the container's, applied later by ``core/spec.py``) takes its place
+    merges them. ``env`` (the container's, applied later by ``core/build.py``) takes its place
     before ``pod_runtime_info_envs`` and the secrets' variables, cncf.kubernetes' order, so a
     ``$(VAR)`` reference resolves as it does there. Returns what a later layer replaced, one line
     each, for the task log.

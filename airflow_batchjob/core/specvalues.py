@@ -6,7 +6,7 @@ parsed. Rendering gives text unless the DAG renders native objects
 (``render_template_as_native_obj=True``), so ``rendered_value`` turns the text back into what the
 Job takes (``"3"`` -> 3, ``"true"`` -> True, YAML/JSON text -> a dict), refusing anything else with
 the parameter's name. The rules between fields (``max_failed_indexes`` needs
-``backoff_limit_per_index``, ...) stay with ``spec.validate_job``, which sees the built Job.
+``backoff_limit_per_index``, ...) stay with ``validation.validate_job``, which sees the built Job.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any, cast
 import yaml
 
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.spec import to_api
+from airflow_batchjob.core.manifest import to_api
 
-# In JobOverrides' order (core/spec.py), which is also the operators' parameter order.
+# In JobOverrides' order (core/build.py), which is also the operators' parameter order.
 SPEC_FIELDS: tuple[str, ...] = (
     "completions",
     "parallelism",

@@ -14,7 +14,8 @@ from enum import Enum
 from typing import Any
 
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.outcome import JobOutcome, JobState, format_indexes, outcome_from_job
+from airflow_batchjob.core.indexes import format_indexes
+from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 
 CONDITIONS = ("Complete", "Failed", "SuccessCriteriaMet", "FailureTarget", "Suspended")
 

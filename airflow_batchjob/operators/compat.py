@@ -17,7 +17,7 @@ from airflow_batchjob._compat import AirflowSkipException
 from airflow_batchjob.core.outcome import JobOutcome
 from airflow_batchjob.core.peerparams import PeerParamError, exit_codes, take_peer_params, translate
 from airflow_batchjob.core.skipcodes import add_skip_rule, skip_exit_code
-from airflow_batchjob.core.spec import validate_job
+from airflow_batchjob.core.validation import validate_job
 from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.hooks.batchjob import BatchJobHook
 from airflow_batchjob.hooks.batchjob import _api_message as api_message

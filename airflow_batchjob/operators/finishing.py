@@ -15,10 +15,10 @@ import yaml
 from kubernetes.client.rest import ApiException
 
 from airflow_batchjob import config
+from airflow_batchjob.core.build import held_ttl
 from airflow_batchjob.core.diagnose import pod_summary
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 from airflow_batchjob.core.reported import ANNOTATION_REPORTED, reported_mark
-from airflow_batchjob.core.spec import held_ttl
 from airflow_batchjob.exceptions import (
     BatchJobError,
     JobDeletedError,

@@ -17,14 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.indexes import format_indexes, parse_indexes
 from airflow_batchjob.core.items import Item, normalize_items
-from airflow_batchjob.core.outcome import (
-    JobOutcome,
-    JobState,
-    format_indexes,
-    outcome_from_job,
-    parse_indexes,
-)
+from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 from airflow_batchjob.core.reported import cleared_since_success
 from airflow_batchjob.core.results import results_by_index
 from airflow_batchjob.exceptions import (

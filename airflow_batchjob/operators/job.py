@@ -16,11 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_batchjob import config
 from airflow_batchjob.core import naming
-from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.outcome import JobOutcome
-from airflow_batchjob.core.podsettings import PodSettings, check_settings, job_layers
-from airflow_batchjob.core.results import PodResult, add_result_env, results_in_order
-from airflow_batchjob.core.spec import (
+from airflow_batchjob.core.build import (
     ContainerParams,
     EnvParam,
     JobOverrides,
@@ -28,8 +24,12 @@ from airflow_batchjob.core.spec import (
     build_job,
     env_list,
     hold_ttl,
-    is_template_file,
 )
+from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.manifest import is_template_file
+from airflow_batchjob.core.outcome import JobOutcome
+from airflow_batchjob.core.podsettings import PodSettings, check_settings, job_layers
+from airflow_batchjob.core.results import PodResult, add_result_env, results_in_order
 from airflow_batchjob.core.specvalues import SPEC_FIELDS
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,

@@ -22,9 +22,9 @@ from airflow_batchjob import extras, queues
 from airflow_batchjob._compat import BaseHook
 from airflow_batchjob.core import naming
 from airflow_batchjob.core.brokerconn import TLS_MOUNT_PATH, BrokerConfigError, BrokerConn
+from airflow_batchjob.core.build import JobOverrides
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.items import normalize_items
-from airflow_batchjob.core.spec import JobOverrides
 from airflow_batchjob.core.specvalues import to_int
 from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError, JobFailedError
 from airflow_batchjob.operators.base import items_at_parse

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from airflow_batchjob.core.build import JobOverrides
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.spec import JobOverrides
 from airflow_batchjob.core.specvalues import (
     POLICY_FIELDS,
     SPEC_FIELDS,

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from airflow_batchjob import queues
+from airflow_batchjob.queues.redis import STAGING_TTL, _pool_connection
 from localcluster import cluster as lc
 
 from . import RECORDER, Workers, attempts, recorded, recorder_dir, redis_url, unique, wait_for
@@ -114,14 +115,14 @@ def test_prefill_that_dies_after_staging_changes_nothing_visible(
 ) -> None:
     """All or nothing: a pre-fill killed between staging and commit leaves the old queue as it was."""
     queue.prefill(["old-1", "old-2"])
-    conn = queues._pool_connection(client.connection_pool)
+    conn = _pool_connection(client.connection_pool)
     texts = [f"new-{i}" for i in range(5_000)]
     staging = f"{queue.name}:staging:dead0000"
     queue._stage(conn, staging, texts, [json.dumps(t) for t in texts], 1_000)
     conn.disconnect()  # the process dies here: no MULTI/EXEC was ever sent
     client.connection_pool.release(conn)
     assert [queues.parse_envelope(x).item for x in client.lrange(queue.name, 0, -1)] == ["old-1", "old-2"]
-    assert client.llen(staging) == 5_000 and 0 < client.ttl(staging) <= queues.STAGING_TTL  # it expires
+    assert client.llen(staging) == 5_000 and 0 < client.ttl(staging) <= STAGING_TTL  # it expires
     # The retried pre-fill replaces the queue at once; the dead staging list is not the queue.
     assert queue.prefill(texts) == 5_000
     assert client.lrange(queue.name, 0, -1) == queues.encode_envelopes(texts)

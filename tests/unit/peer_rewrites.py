@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from airflow_batchjob import config
+from airflow_batchjob.core.manifest import to_api
 from airflow_batchjob.core.naming import ANNOTATION_HELD_TTL, LABEL_PREFIX
 from airflow_batchjob.core.results import RESULT_ENV
-from airflow_batchjob.core.spec import to_api
 
 Job = dict[str, Any]
 Params = Mapping[str, Any]

@@ -5,18 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from kubernetes.client import V1Job, V1JobCondition, V1JobSpec, V1JobStatus, V1ObjectMeta, V1PodTemplateSpec
 
-from airflow_batchjob.core.outcome import (
-    JobOutcome,
-    JobState,
-    format_indexes,
-    outcome_from_job,
-    parse_indexes,
-)
+from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 
 T0 = "2024-05-01T10:00:00Z"
 T1 = "2024-05-01T10:05:00Z"
@@ -40,54 +31,6 @@ def job(status: dict[str, Any] | None, **spec: Any) -> dict[str, Any]:
         "spec": {"completions": 1, "parallelism": 1, **spec},
         **({"status": status} if status is not None else {}),
     }
-
-
-# ------------------------------------------------------------------------------------------------
-# indexes
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (None, []),
-        ("", []),
-        ("3", [3]),
-        ("1,3-5,7", [1, 3, 4, 5, 7]),
-        ("0,1", [0, 1]),
-        ("0-1", [0, 1]),
-        (" 2 , 4-6 ", [2, 4, 5, 6]),
-    ],
-)
-def test_parse_indexes(text: str | None, expected: list[int]) -> None:
-    assert parse_indexes(text) == expected
-
-
-@pytest.mark.parametrize("bad", ["a", "1,,2", "1-2-3", "5-3", "-1", "1,", "1;2", "1 2"])
-def test_parse_indexes_rejects_garbage(bad: str) -> None:
-    with pytest.raises(ValueError):
-        parse_indexes(bad)
-
-
-@pytest.mark.parametrize(
-    ("indexes", "expected"),
-    [
-        ([], ""),
-        ([4], "4"),
-        ([1, 2], "1,2"),  # the controller writes a run of two with a comma
-        ([3, 4, 5], "3-5"),
-        ([5, 0, 1, 2, 9, 3, 11, 10], "0-3,5,9-11"),
-        ([7, 7, 7], "7"),
-    ],
-)
-def test_format_indexes_matches_controller(indexes: list[int], expected: str) -> None:
-    assert format_indexes(indexes) == expected
-
-
-@given(st.lists(st.integers(min_value=0, max_value=500), max_size=80))
-def test_parse_format_roundtrip(indexes: list[int]) -> None:
-    text = format_indexes(indexes)
-    assert parse_indexes(text) == sorted(set(indexes))
-    assert format_indexes(parse_indexes(text)) == text
 
 
 # ------------------------------------------------------------------------------------------------

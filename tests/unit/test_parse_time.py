@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from kubernetes.client import models as k8s
 
+from airflow_batchjob.core.manifest import is_template_file
 from airflow_batchjob.core.schema import nearest, schema_problems
-from airflow_batchjob.core.spec import is_template_file
 from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.operators.indexed import IndexedJobOperator
 from airflow_batchjob.operators.job import BatchJobOperator

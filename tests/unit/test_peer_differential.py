@@ -28,9 +28,9 @@ from airflow.providers.cncf.kubernetes import secret as cncf_secret
 from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
 from packaging.version import Version
 
+from airflow_batchjob.core.manifest import to_api
 from airflow_batchjob.core.naming import ANNOTATION_HELD_TTL
 from airflow_batchjob.core.peertable import JOB_DIFFERENCES
-from airflow_batchjob.core.spec import to_api
 from airflow_batchjob.operators.job import BatchJobOperator
 from tests.unit.peer_corpus import CASES, GROUPS, Case, File
 from tests.unit.peer_rewrites import (

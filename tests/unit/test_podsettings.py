@@ -8,9 +8,9 @@ import pytest
 from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
+from airflow_batchjob.core.build import ContainerParams, build_job
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.podsettings import PodSettings, job_layers
-from airflow_batchjob.core.spec import ContainerParams, build_job
 from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.operators.job import BatchJobOperator
 

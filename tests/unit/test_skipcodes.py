@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_batchjob.core.build import build_job
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.skipcodes import add_skip_rule, skip_exit_code
-from airflow_batchjob.core.spec import build_job, validate_job
+from airflow_batchjob.core.validation import validate_job
 from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.operators.job import BatchJobOperator
 

@@ -18,17 +18,11 @@ from kubernetes.client import (
     V1PodTemplateSpec,
 )
 
+from airflow_batchjob.core.build import ContainerParams, JobOverrides, build_job, held_ttl, hold_ttl
 from airflow_batchjob.core.errors import InvalidJobSpecError
+from airflow_batchjob.core.manifest import load_template
 from airflow_batchjob.core.naming import ANNOTATION_HELD_TTL, job_name, task_annotations, task_labels
-from airflow_batchjob.core.spec import (
-    ContainerParams,
-    JobOverrides,
-    build_job,
-    held_ttl,
-    hold_ttl,
-    load_template,
-    validate_job,
-)
+from airflow_batchjob.core.validation import validate_job
 
 TEMPLATE_YAML = """
 apiVersion: batch/v1

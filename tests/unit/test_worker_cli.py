@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_batchjob import queues
+from airflow_batchjob.queues.envelope import resp_bulk
 from airflow_batchjob.worker.cli import Options, UsageError, parse_args
 from airflow_batchjob.worker.run import ENV_VALUE_LIMIT, check_program, program_env
 
@@ -158,7 +159,7 @@ def test_fast_envelopes_match_the_reference(texts: list[str]) -> None:
     assert queues.encode_envelopes(texts, start=5) == [
         queues.make_envelope(5 + i, t) for i, t in enumerate(texts)
     ]
-    bulk = queues._resp_bulk(texts, 5)
+    bulk = resp_bulk(texts, 5)
     expected = b"".join(b"$%d\r\n%s\r\n" % (len(e), e) for e in queues.encode_envelopes(texts, start=5))
     assert bulk == expected
     for i, t in enumerate(texts):
