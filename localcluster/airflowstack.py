@@ -94,6 +94,10 @@ class AirflowStack:
                 # Each task process imports the DAG file (and the kubernetes client) itself; with a
                 # dozen starting at once on 2 cores, Airflow 3.0's took over the default 30 s.
                 "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+                # A task's supervisor gives up on the api-server after 5 tries of 5 s each (Airflow
+                # 3.1's default) and kills the task: with three test lanes on 2 cores (load 25) the
+                # api-server answered slower, and tasks died in "Pre Execute" (CI run, 2026-12-07).
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
                 "PYTHONPATH": os.pathsep.join([str(ROOT), str(dags_folder)]),
