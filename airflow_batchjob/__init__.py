@@ -51,6 +51,9 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_batchjob.triggers.job", "airflow_batchjob.triggers.jobgroup"],
             }
         ],
+        "task-decorators": [
+            {"name": "batch_map", "class-name": "airflow_batchjob.decorators.batch_map.batch_map_task"}
+        ],
         "config": provider_config(),
         "hooks": [
             {

@@ -256,7 +256,7 @@ class IndexedJobOperator(BatchJobOperator):
             attempt_suffix=None if attempt == 1 else f"a{attempt}",
             prefix=self.job_name or None,
         )
-        chunks = chunk_items([items[i].text for i in todo])
+        chunks = chunk_items([items[i].text for i in todo]) + self.attempt_configmaps()
         cm_names = [f"{name}-items-{k}" for k in range(len(chunks))]
         overrides = dataclasses.replace(self.overrides, completions=len(todo), completion_mode="Indexed")
         body = self.build(
@@ -293,6 +293,11 @@ class IndexedJobOperator(BatchJobOperator):
             len(cm_names),
         )
         return job
+
+    def attempt_configmaps(self) -> list[dict[str, str]]:
+        """More ConfigMap data for every Pod of an attempt, mounted with the items (keys that are
+        not digits): none here; ``@task.batch_map`` adds its function and bootstrap."""
+        return []
 
     def _mount_items(self, body: dict[str, Any], cm_names: list[str]) -> None:
         pod = body["spec"]["template"]["spec"]

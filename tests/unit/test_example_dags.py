@@ -20,6 +20,7 @@ EXPECTED = {
     "example_queue_redis",
     "example_nightly_pipeline",
     "example_map_reduce",
+    "example_batch_map",
 }
 
 

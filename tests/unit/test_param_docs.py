@@ -99,6 +99,7 @@ def test_the_walk_finds_every_kind_of_public_class() -> None:
         "BatchJobOperator",
         "JobGroupOperator",
         "IndexedJobOperator",
+        "BatchMapOperator",
         "QueuePrefillOperator",
         "QueueJobOperator",
         "DeleteJobOperator",
