@@ -5,10 +5,12 @@ it (``airflow config list --section batchjob`` shows it) and the readers below f
 the documented default and the one used cannot drift. Set an option as usual:
 ``AIRFLOW__BATCHJOB__API_CONCURRENCY=32`` or ``[batchjob] api_concurrency = 32`` in airflow.cfg.
 Operator defaults (``get_logs`` ...) are read when the DAG file is parsed; the rest where used.
+Also here: how Airflow's own ``[operators] default_deferrable`` is read (operators and sensors).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,3 +112,19 @@ def get(name: str) -> Any:
     if option.type == "integer":
         return conf.getint(SECTION, name, fallback=int(option.default))
     return conf.getfloat(SECTION, name, fallback=float(option.default))
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable`` where the deployment set it, else True (this provider's
+    default: a waiting task costs no worker slot).
+
+    "Set" means the environment (``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE``, ``_CMD``, ``_SECRET``)
+    or a value other than Airflow's shipped default (False): ``airflow.cfg`` files are generated
+    with every default written out, so a False there cannot be told from no setting at all.
+    Without a running triggerer, deferred tasks stay ``deferred``: pass ``deferrable=False``.
+    """
+    from airflow.configuration import conf
+
+    value = conf.getboolean("operators", "default_deferrable", fallback=True)
+    names = [f"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE{s}" for s in ("", "_CMD", "_SECRET")]
+    return value if any(n in os.environ for n in names) else True

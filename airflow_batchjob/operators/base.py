@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 
 from airflow_batchjob import config
+from airflow_batchjob.config import default_deferrable
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.items import check_items_param
 from airflow_batchjob.exceptions import (
@@ -23,7 +24,7 @@ from airflow_batchjob.exceptions import (
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
 from airflow_batchjob.operators.finishing import JobFinishing
-from airflow_batchjob.operators.waiting import DEFER_AFTER, decided_event, default_deferrable, run_wait
+from airflow_batchjob.operators.waiting import DEFER_AFTER, decided_event, run_wait
 from airflow_batchjob.triggers.job import JobTrigger, wait_for_job
 
 __all__ = [  # what the operators and users import from here

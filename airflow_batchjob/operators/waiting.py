@@ -5,7 +5,6 @@ event loop; ``decided_event`` is the event for a Job decided before any wait; an
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import threading
 from collections.abc import Coroutine
@@ -71,19 +70,3 @@ def decided_event(job: dict[str, Any]) -> dict[str, Any] | None:
     if verdict is Verdict.WAITING:
         return None
     return {"status": verdict.value, "message": why, "job": outcome.to_dict()}
-
-
-def default_deferrable() -> bool:
-    """``[operators] default_deferrable`` where the deployment set it, else True (this provider's
-    default: a waiting task costs no worker slot).
-
-    "Set" means the environment (``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE``, ``_CMD``, ``_SECRET``)
-    or a value other than Airflow's shipped default (False): ``airflow.cfg`` files are generated
-    with every default written out, so a False there cannot be told from no setting at all.
-    Without a running triggerer, deferred tasks stay ``deferred``: pass ``deferrable=False``.
-    """
-    from airflow.configuration import conf
-
-    value = conf.getboolean("operators", "default_deferrable", fallback=True)
-    names = [f"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE{s}" for s in ("", "_CMD", "_SECRET")]
-    return value if any(n in os.environ for n in names) else True

@@ -10,9 +10,9 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.triggers.base import BaseTrigger
 
 from airflow_batchjob._compat import AirflowSensorTimeout
+from airflow_batchjob.config import default_deferrable
 from airflow_batchjob.exceptions import BatchJobError, JobFailedSensorError
 from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
-from airflow_batchjob.operators.waiting import default_deferrable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
