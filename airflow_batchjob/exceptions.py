@@ -42,3 +42,15 @@ class JobFailedSensorError(JobFailedError, AirflowFailException):
 class InvalidResultError(BatchJobError, AirflowFailException):
     """A Pod succeeded but left an unusable result (not JSON, or over the 4 KiB termination
     message): the program must change, so the task fails without retrying."""
+
+
+class KubernetesCallError(BatchJobError):
+    """An async Kubernetes API call of ``hooks/`` failed with an answer its caller acts on.
+
+    ``status`` is the HTTP status (0 or None when no answer came), ``reason`` its phrase: triggers
+    tell a log that is not there yet from one that is gone without importing the Kubernetes client.
+    """
+
+    def __init__(self, status: int | None, reason: str | None) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status, self.reason = status, reason

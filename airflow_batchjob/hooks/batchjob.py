@@ -1,4 +1,4 @@
-"""The only module that talks to the Kubernetes API (with the watch in ``hooks/watch.py``).
+"""The operators' Kubernetes calls; a wait's are in ``hooks/watch.py``, ``asyncjobs.py``, ``podlogs.py``.
 
 It reuses cncf.kubernetes' ``KubernetesHook`` / ``AsyncKubernetesHook`` for connections (the
 ``kubernetes_default`` connection and its kubeconfig / in-cluster options) and works on plain

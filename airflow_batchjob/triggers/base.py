@@ -1,16 +1,17 @@
 """What the provider's triggers share: serialising only what differs from the defaults, and
-holding an early event until the task's defer-exit has surely been reported."""
+running one wait whose event is held until the task's defer-exit has surely been reported."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import copy
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_batchjob import config
 
@@ -76,3 +77,36 @@ async def settle(started: float, seconds: float, log: Any) -> None:
     if left > 0:
         log.info("decided %.1fs after the trigger started: holding it %.1fs more", seconds - left, left)
         await asyncio.sleep(left)
+
+
+class WaitTrigger(SerializedByDefaults):
+    """Runs one wait and fires its event once, never sooner than the settle hold allows.
+
+    A subclass says what it waits on (``_wait``), what its error event holds (``_error_event``)
+    and which of its arguments every event repeats (``_identity``); ``run`` is the same for all.
+    """
+
+    settle_seconds: float | None
+
+    @abc.abstractmethod
+    async def _wait(self) -> dict[str, Any]:
+        """The wait's event dict (``status``, ``message``, and what the kind of wait adds)."""
+
+    @abc.abstractmethod
+    def _error_event(self, error: Exception) -> dict[str, Any]:
+        """Log that the wait raised ``error`` (called while it is handled), return the event."""
+
+    @abc.abstractmethod
+    def _identity(self) -> dict[str, Any]:
+        """What the event repeats of the trigger's arguments, so the task knows what it waited on."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        started = time.monotonic()
+        try:
+            event = await self._wait()
+        except Exception as e:
+            event = self._error_event(e)
+        event.update(self._identity())
+        event.pop("log_positions", None)  # only a wait that hands over needs them
+        await settle(started, settle_seconds(self.settle_seconds), self.log)
+        yield TriggerEvent(event)

@@ -8,23 +8,19 @@ waiting for Pods to finish terminating), and never polls.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
-
-from airflow.triggers.base import TriggerEvent
-from kubernetes_asyncio import client as aclient
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from airflow_batchjob.core.diagnose import CONTROLLER_UID
 from airflow_batchjob.core.wait import Verdict, WaitFor, check
 from airflow_batchjob.core.watchscope import Scope
+from airflow_batchjob.exceptions import KubernetesCallError
+from airflow_batchjob.hooks.asyncjobs import current_job_uids, delete_job
 from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory
-from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults, settle, settle_seconds
+from airflow_batchjob.triggers.base import ProgressLog, WaitTrigger
 from airflow_batchjob.triggers.diagnostics import watched
 from airflow_batchjob.triggers.podlogs import LogSettings
 
@@ -36,25 +32,6 @@ JOB_NAME = "batch.kubernetes.io/job-name"  # the Job controller's label on its P
 # see the outcome's state), "failed" (a fail_on condition, or the goal can no longer happen),
 # "stuck" (a Pod could not be scheduled or started within pending_timeout), "deleted",
 # "timeout", "error".
-
-
-async def _current_uids(
-    api: aclient.ApiClient | None, namespace: str, name: str | None, selector: str | None
-) -> set[str]:
-    """The uids of the Jobs that exist now, read fresh (not from a watch that may lag)."""
-    if api is None:
-        return set()
-    batch = aclient.BatchV1Api(api)
-    try:
-        if name:
-            job = await batch.read_namespaced_job(name, namespace)
-            return {job.metadata.uid}
-        jobs = await batch.list_namespaced_job(namespace, label_selector=selector or "")
-        return {j.metadata.uid for j in jobs.items}
-    except ApiException as e:
-        if e.status == 404:
-            return set()
-        raise
 
 
 async def wait_for_job(
@@ -152,7 +129,7 @@ async def wait_for_job(
                     return decided
                 # The shared watch may have listed before our Job was created (or before the Job it
                 # replaced was deleted): ask the apiserver before calling it gone.
-                if job_uid not in await _current_uids(sub.api, namespace, job_name, label_selector):
+                if job_uid not in await current_job_uids(sub.api, namespace, job_name, label_selector):
                     return event(
                         "deleted", f"Job {what} (uid {job_uid}) was deleted or replaced while waiting", None
                     )
@@ -177,7 +154,7 @@ async def wait_for_job(
                 return event("stuck", diag.stuck_message(stuck), outcome.to_dict())
 
 
-class JobTrigger(SerializedByDefaults):
+class JobTrigger(WaitTrigger):
     """Fires once when a Job meets a goal (by default: its outcome is decided), fails, or vanishes.
 
     Serialises identity only (namespace, name or selector, uid, goal, deadline): never the spec.
@@ -252,46 +229,42 @@ class JobTrigger(SerializedByDefaults):
         self.propagation_policy = propagation_policy
         self.progress_interval = progress_interval
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        started = time.monotonic()
-        try:
-            event = await wait_for_job(
-                namespace=self.namespace,
-                job_name=self.job_name,
-                label_selector=self.label_selector,
-                job_uid=self.job_uid,
-                wait=WaitFor.from_dict(self.wait_for),
-                kubernetes_conn_id=self.kubernetes_conn_id,
-                deadline=self.deadline,
-                progress=self.log.info,
-                progress_interval=self.progress_interval,
-                diagnostics=self.diagnostics,
-                diagnose_interval=self.diagnose_interval,
-                pending_timeout=self.pending_timeout,
-                logs=self.logs,
-            )
-        except Exception as e:
-            self.log.exception(
-                "waiting on Job %s/%s failed", self.namespace, self.job_name or self.label_selector
-            )
-            event = {"status": "error", "message": f"{type(e).__name__}: {e}", "job": None}
-        event.update(namespace=self.namespace, job_name=self.job_name, job_uid=self.job_uid)
-        event.pop("log_positions", None)  # only a wait that hands over needs them
-        await settle(started, settle_seconds(self.settle_seconds), self.log)
-        yield TriggerEvent(event)
+    async def _wait(self) -> dict[str, Any]:
+        return await wait_for_job(
+            namespace=self.namespace,
+            job_name=self.job_name,
+            label_selector=self.label_selector,
+            job_uid=self.job_uid,
+            wait=WaitFor.from_dict(self.wait_for),
+            kubernetes_conn_id=self.kubernetes_conn_id,
+            deadline=self.deadline,
+            progress=self.log.info,
+            progress_interval=self.progress_interval,
+            diagnostics=self.diagnostics,
+            diagnose_interval=self.diagnose_interval,
+            pending_timeout=self.pending_timeout,
+            logs=self.logs,
+        )
+
+    def _error_event(self, error: Exception) -> dict[str, Any]:
+        self.log.exception(
+            "waiting on Job %s/%s failed", self.namespace, self.job_name or self.label_selector
+        )
+        return {"status": "error", "message": f"{type(error).__name__}: {error}", "job": None}
+
+    def _identity(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "job_name": self.job_name, "job_uid": self.job_uid}
 
     async def on_kill(self) -> None:
         """A user killed the task: delete the Job (bounded), so it does not run on unobserved."""
         if not self.delete_on_kill or not self.job_name:
             return
-        async with async_api_client(self.kubernetes_conn_id) as api:
-            body = aclient.V1DeleteOptions(
+        with contextlib.suppress(KubernetesCallError):
+            await delete_job(
+                self.kubernetes_conn_id,
+                self.namespace,
+                self.job_name,
+                uid=self.job_uid,
                 propagation_policy=self.propagation_policy,
-                preconditions=aclient.V1Preconditions(uid=self.job_uid) if self.job_uid else None,
             )
-            with contextlib.suppress(ApiException):
-                await asyncio.wait_for(
-                    aclient.BatchV1Api(api).delete_namespaced_job(self.job_name, self.namespace, body=body),
-                    30,
-                )
         self.log.info("deleted Job %s/%s because the task was killed", self.namespace, self.job_name)

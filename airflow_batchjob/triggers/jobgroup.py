@@ -8,38 +8,19 @@ build its per-item table.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
-
-from airflow.triggers.base import TriggerEvent
-from kubernetes_asyncio import client as aclient
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from airflow_batchjob.core.group import GroupGoal, judge_group, progress_of, to_resume, with_deleted
 from airflow_batchjob.core.outcome import outcome_from_job
 from airflow_batchjob.core.wait import Verdict
 from airflow_batchjob.core.watchscope import Scope
+from airflow_batchjob.hooks.asyncjobs import delete_jobs, resume_jobs
 from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory
-from airflow_batchjob.triggers.base import ProgressLog, SerializedByDefaults, settle, settle_seconds
+from airflow_batchjob.triggers.base import ProgressLog, WaitTrigger
 from airflow_batchjob.triggers.diagnostics import watched
 from airflow_batchjob.triggers.podlogs import LogSettings
-
-
-async def _resume(api: aclient.ApiClient, namespace: str, names: list[str]) -> None:
-    batch = aclient.BatchV1Api(api)
-    body = {"spec": {"suspend": False}}
-
-    async def one(name: str) -> None:
-        try:
-            await batch.patch_namespaced_job(name, namespace, body)
-        except ApiException as e:
-            if e.status != 404:
-                raise
-
-    await asyncio.gather(*(one(n) for n in names))
 
 
 async def wait_for_group(
@@ -111,7 +92,7 @@ async def wait_for_group(
             if max_active:
                 names = [n for n in to_resume(jobs, max_active) if n not in resumed]
                 if names and sub.api is not None:
-                    await _resume(sub.api, namespace, names)
+                    await resume_jobs(sub.api, namespace, names)
                     resumed.update(names)
             outcomes = [outcome_from_job(j) for j in group]
             verdict, why = judge_group(outcomes, goal)
@@ -127,7 +108,7 @@ async def wait_for_group(
                 return event("stuck", diag.stuck_message(stuck), progress_of(outcomes).__dict__)
 
 
-class JobGroupTrigger(SerializedByDefaults):
+class JobGroupTrigger(WaitTrigger):
     """Fires once when a group of Jobs (by label selector) meets its goal, fails it, or times out.
 
     Never sooner than ``settle_seconds`` after it starts running (``triggers/base.py``: Airflow's
@@ -191,42 +172,34 @@ class JobGroupTrigger(SerializedByDefaults):
         self.delete_on_kill = delete_on_kill
         self.progress_interval = progress_interval
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        started = time.monotonic()
-        try:
-            event = await wait_for_group(
-                namespace=self.namespace,
-                label_selector=self.label_selector,
-                goal=GroupGoal.from_dict(self.goal),
-                max_active=self.max_active,
-                kubernetes_conn_id=self.kubernetes_conn_id,
-                deadline=self.deadline,
-                progress=self.log.info,
-                progress_interval=self.progress_interval,
-                diagnostics=self.diagnostics,
-                diagnose_interval=self.diagnose_interval,
-                pending_timeout=self.pending_timeout,
-                logs=self.logs,
-            )
-        except Exception as e:
-            self.log.exception("waiting on Jobs %s in %s failed", self.label_selector, self.namespace)
-            event = {"status": "error", "message": f"{type(e).__name__}: {e}", "counts": None}
-        event.update(namespace=self.namespace, label_selector=self.label_selector)
-        event.pop("log_positions", None)  # only a wait that hands over needs them
-        await settle(started, settle_seconds(self.settle_seconds), self.log)
-        yield TriggerEvent(event)
+    async def _wait(self) -> dict[str, Any]:
+        return await wait_for_group(
+            namespace=self.namespace,
+            label_selector=self.label_selector,
+            goal=GroupGoal.from_dict(self.goal),
+            max_active=self.max_active,
+            kubernetes_conn_id=self.kubernetes_conn_id,
+            deadline=self.deadline,
+            progress=self.log.info,
+            progress_interval=self.progress_interval,
+            diagnostics=self.diagnostics,
+            diagnose_interval=self.diagnose_interval,
+            pending_timeout=self.pending_timeout,
+            logs=self.logs,
+        )
+
+    def _error_event(self, error: Exception) -> dict[str, Any]:
+        self.log.exception("waiting on Jobs %s in %s failed", self.label_selector, self.namespace)
+        return {"status": "error", "message": f"{type(error).__name__}: {error}", "counts": None}
+
+    def _identity(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "label_selector": self.label_selector}
 
     async def on_kill(self) -> None:
         """A user killed the task: delete the group's Jobs and their Pods (one collection delete)."""
         if not self.delete_on_kill:
             return
-        async with async_api_client(self.kubernetes_conn_id) as api:
-            await asyncio.wait_for(
-                aclient.BatchV1Api(api).delete_collection_namespaced_job(
-                    self.namespace, label_selector=self.label_selector, propagation_policy="Background"
-                ),
-                30,
-            )
+        await delete_jobs(self.kubernetes_conn_id, self.namespace, self.label_selector)
         self.log.info(
             "deleted Jobs %s in %s because the task was killed", self.label_selector, self.namespace
         )

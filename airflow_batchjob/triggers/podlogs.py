@@ -4,7 +4,8 @@ The wait's Pods come from the process's shared Pod watch of the namespace (``hoo
 Each Pod's containers are read with ``follow=true`` while they run (replacement Pods too, as they
 appear), every line prefixed with the Pod's item or index and name. A stream dropped while its
 container still runs (apiserver restart, network) resumes with ``sinceTime`` and skips what it
-already printed (``core/podlog.py``), so nothing is lost or repeated.
+already printed (``core/podlog.py``), so nothing is lost or repeated. The requests themselves are
+``hooks/podlogs.py``'s.
 
 Bounds, so that a chatty Job or a triggerer of a thousand waits cannot flood anything:
 
@@ -24,9 +25,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio import client as aclient
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from airflow_batchjob.core.podlog import (
     ResumePoint,
     container_state,
@@ -35,6 +33,8 @@ from airflow_batchjob.core.podlog import (
     pod_label,
     split_timestamp,
 )
+from airflow_batchjob.exceptions import KubernetesCallError
+from airflow_batchjob.hooks.podlogs import ApiClient, read_pod_log
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class _Stream:
                 await self._read(follow=True)
             except asyncio.CancelledError:
                 raise
-            except ApiException as e:
+            except KubernetesCallError as e:
                 if e.status in (400, 404) and self._state() in ("waiting", "unknown"):
                     await asyncio.sleep(RETRY_SECONDS)  # not started yet, or already gone
                 errors += 1
@@ -119,7 +119,7 @@ class _Stream:
             await asyncio.sleep(RETRY_SECONDS)
 
     async def tail(self, lines: int) -> None:
-        with contextlib.suppress(ApiException, asyncio.TimeoutError, OSError):
+        with contextlib.suppress(KubernetesCallError, asyncio.TimeoutError, OSError):
             await asyncio.wait_for(self._read(follow=False, tail=lines), 30)
 
     def _state(self) -> str:
@@ -127,42 +127,18 @@ class _Stream:
         return "gone" if pod is None else container_state(pod, self.container)
 
     async def _read(self, follow: bool, tail: int | None = None) -> None:
-        # The API's sinceTime is not in the generated client's signature: the request is built here
-        # (the same one ``read_namespaced_pod_log`` sends, plus sinceTime).
-        query: list[tuple[str, Any]] = [
-            ("container", self.container),
-            ("timestamps", "true"),
-            ("follow", "true" if follow else "false"),
-        ]
-        if tail is not None:
-            query.append(("tailLines", tail))
-        if (since := self.point.since_time()) is not None:
-            query.append(("sinceTime", since))
         api = self.owner.api
         assert api is not None
-        resp: Any = await api.call_api(
-            "/api/v1/namespaces/{namespace}/pods/{name}/log",
-            "GET",
-            {"namespace": self.owner.namespace, "name": self.pod_name},
-            query,
-            {"Accept": "application/json"},  # what the generated client sends; the log is text
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
+        await read_pod_log(
+            api,
+            self.owner.namespace,
+            self.pod_name,
+            self.container,
+            self._line,
+            follow=follow,
+            tail=tail,
+            since=self.point.since_time(),
         )
-        try:
-            if resp.status >= 400:
-                raise ApiException(status=resp.status, reason=resp.reason)
-            pending = b""
-            async for chunk in resp.content.iter_any():
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    self._line(raw)
-            if pending:
-                self._line(pending)
-        finally:
-            resp.release()
 
     def _line(self, raw: bytes) -> None:
         when, text = split_timestamp(raw.decode("utf-8", "replace"))
@@ -178,7 +154,7 @@ class PodLogs:
 
     def __init__(
         self,
-        api: aclient.ApiClient | None,
+        api: ApiClient | None,
         namespace: str,
         emit: Callable[[str], None],
         settings: LogSettings,
