@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.manifest import JsonDict, load_template, to_api
 from airflow_batchjob.core.naming import ANNOTATION_HELD_TTL
+from airflow_batchjob.core.podsecurity import apply_pod_security
 from airflow_batchjob.core.validation import validate_job
 
 if TYPE_CHECKING:
@@ -198,8 +199,8 @@ def build_job(
     pod: PodSettings | None = None,
     on_override: Callable[[str], None] | None = None,
 ) -> JsonDict:
-    """The Job to create: template < Pod settings < container params, then the spec overrides and
-    our identity; validated.
+    """The Job to create: template < Pod settings < container params, then ``pod.pod_security``,
+    the spec overrides and our identity; validated.
 
     Our labels go on the Pod template too, so Pods are findable by task instance without knowing
     the Job's uid. ``backoffLimit`` is left to the apiserver's default when nobody sets it. Each
@@ -239,6 +240,8 @@ def build_job(
         )
     if not pod_spec.get("restartPolicy"):
         pod_spec["restartPolicy"] = "Never"
+    if pod is not None:  # over every container the template and the parameters gave
+        apply_pod_security(pod_template, pod.pod_security)
     if overrides is not None:
         # A template from `kubectl get` carries the apiserver's default TerminatingOrFailed, which is
         # invalid next to a podFailurePolicy; drop it so the apiserver defaults to Failed instead.

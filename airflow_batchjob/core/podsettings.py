@@ -23,6 +23,7 @@ from typing import Any
 from airflow_batchjob.core.build import EnvInput, env_list
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.manifest import JsonDict, load_template, parse_manifest_text, to_api
+from airflow_batchjob.core.podsecurity import PodSecurity, check_profile
 
 # cncf.kubernetes lays these lists end to end (extend_object_field) rather than replacing them.
 _EXTENDED_POD_LISTS = ("volumes", "initContainers")
@@ -68,13 +69,17 @@ class PodSettings:
     pod_template_file: str | None = None
     pod_template_dict: Mapping[str, Any] | None = None
     full_pod_spec: Any = None
+    # Not a layer: laid over the merged Pod by core/build.py, last (core/podsecurity.py).
+    pod_security: PodSecurity | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
     def is_empty(self) -> bool:
-        return all(getattr(self, f.name) in (None, [], (), {}, "") for f in fields(self))
+        """No Pod layer to lay (``pod_security`` is not one)."""
+        given = (getattr(self, f.name) for f in fields(self) if f.name != "pod_security")
+        return all(value in (None, [], (), {}, "") for value in given)
 
 
 def _model(value: Any, cls: type, where: str) -> Any:
@@ -134,6 +139,7 @@ def _models(values: Sequence[Any] | None, cls: type, where: str) -> list[Any] | 
 def check_settings(settings: PodSettings) -> None:
     """Convert every value once, so a wrong type or field fails when the DAG is parsed."""
     params_pod(settings, "main")
+    check_profile(settings.pod_security)
     if settings.secrets:
         _secrets(settings.secrets)
 

@@ -3,11 +3,13 @@
 The answers are ``core/peertable.py``'s table, applied by ``core/peerparams.py``; this mixin
 applies them to an operator's keyword arguments, refuses what a pattern cannot honour
 (``cannot_honour``) or what only a waiting task does beside ``wait_until_job_complete=False``,
-and runs ``skip_on_exit_code`` (``core/skipcodes.py``).
+and runs ``skip_on_exit_code`` and ``ignore_disruptions`` (``core/skipcodes.py``). Also the
+server-side dry run, with its Pod Security check.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -16,7 +18,7 @@ from kubernetes.client.rest import ApiException
 from airflow_batchjob._compat import AirflowSkipException
 from airflow_batchjob.core.outcome import JobOutcome
 from airflow_batchjob.core.peerparams import PeerParamError, exit_codes, take_peer_params, translate
-from airflow_batchjob.core.skipcodes import add_skip_rule, skip_exit_code
+from airflow_batchjob.core.skipcodes import add_disruption_rule, add_skip_rule, skip_exit_code
 from airflow_batchjob.core.validation import validate_job
 from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.hooks.batchjob import BatchJobHook
@@ -27,11 +29,29 @@ from airflow_batchjob.hooks.batchjob import _api_message as api_message
 _OWN_TARGETS = ("job_name", "env", "job_template", "reattach_on_restart")
 
 
+def warning_text(header: str) -> str:
+    """An HTTP ``Warning`` header's text: ``299 - "would violate PodSecurity \\"restricted..."``."""
+    code, _, rest = header.partition(" - ")
+    text = rest.strip() if code.strip().isdigit() else header
+    if len(text) > 1 and text[0] == text[-1] == '"':
+        text = text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return text
+
+
+def _drain(resp: Any) -> None:
+    """Read an unread response (``_preload_content=False``), so its connection goes back to the pool."""
+    with contextlib.suppress(Exception):
+        resp.read()
+        resp.release_conn()
+
+
 class PeerCompat:
     """cncf.kubernetes' parameters for ``BatchJobOperator``: translated, refused, or run."""
 
     skip_on_exit_code: tuple[int, ...] | None
+    ignore_disruptions: bool
     base_container_name: str
+    log: Any
     if TYPE_CHECKING:
 
         @property
@@ -54,8 +74,10 @@ class PeerCompat:
         replaced (ConfigMaps, Secrets, an earlier try's Job): what the apiserver, a quota or an
         admission webhook refuses fails here, with its message, before any side effect. A Job
         of that name that exists already (409) is the adoption's business."""
-        try:
-            hook.create_job(namespace, body, dry_run=True)
+        try:  # as hook.create_job(dry_run=True), keeping the response's warnings
+            resp = hook.batch.create_namespaced_job(
+                namespace, body, field_validation="Strict", dry_run="All", _preload_content=False
+            )
         except ApiException as e:
             if e.status == 409:
                 return
@@ -65,6 +87,34 @@ class PeerCompat:
                     f"nothing was created): {api_message(e)}"
                 ) from e
             raise
+        headers = getattr(resp, "headers", None)
+        warnings = [w for w in (headers.getlist("Warning") if headers else []) if "PodSecurity" in w]
+        _drain(resp)
+        if warnings:
+            self._pod_dry_run(hook, namespace, body, warning_text(warnings[0]))
+
+    def _pod_dry_run(self, hook: BatchJobHook, namespace: str, body: dict[str, Any], warning: str) -> None:
+        """Pod Security Admission enforces its profile on Pods only: it admits the Job with a
+        warning, and then refuses each Pod the Job controller creates (the Job never starts). So,
+        warned, send one Pod of the Job's template as a dry run: a PodSecurity refusal fails the
+        task now, nothing created. Any other refusal (a quota, no right to create Pods) is not
+        this check's business; the warning is logged."""
+        template = body["spec"]["template"]
+        meta = {**(template.get("metadata") or {}), "generateName": f"{body['metadata']['name']}-"}
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template.get("spec") or {}}
+        try:
+            _drain(hook.core.create_namespaced_pod(namespace, pod, dry_run="All", _preload_content=False))
+        except ApiException as e:
+            message = api_message(e)
+            if "violates PodSecurity" in message:
+                raise InvalidJobTemplateError(
+                    f"namespace {namespace} enforces Pod Security and refuses the Pods of Job "
+                    f"{body['metadata']['name']} (dry run, nothing was created): {message}. Pass "
+                    "pod_security='restricted' (it sets what the profile needs), or fix the fields named"
+                ) from e
+            self.log.warning("the apiserver warns: %s (could not check a Pod: %s)", warning, message)
+            return
+        self.log.warning("the apiserver warns (its Pods are admitted now): %s", warning)
 
     @staticmethod
     def take_peer_params(
@@ -101,9 +151,13 @@ class PeerCompat:
                     )
 
     def _add_skip_rule(self, body: dict[str, Any]) -> None:
-        """``skip_on_exit_code``: those exit codes end the Job at once (``core/skipcodes.py``)."""
+        """``skip_on_exit_code``: those exit codes end the Job at once; ``ignore_disruptions``: a
+        disrupted Pod is replaced, not counted; that rule first (``core/skipcodes.py``)."""
         if self.skip_on_exit_code:
             add_skip_rule(body, self.skip_on_exit_code, self.base_container_name)
+        if self.ignore_disruptions:
+            add_disruption_rule(body)
+        if self.skip_on_exit_code or self.ignore_disruptions:
             validate_job(body)
 
     def skip_if_exit_code(self, outcome: JobOutcome) -> None:

@@ -1,5 +1,6 @@
-"""Reading a wait's outcome: the diagnostics summary, failed Pods' logs, the errors to raise, and
-cleanup (``delete_on_finish``, held TTLs, the success mark of ``core/reported.py``).
+"""Reading a wait's outcome: the diagnostics summary, failed Pods' logs, the errors to raise, the
+return value with the Pods' results, and cleanup (``delete_on_finish``, held TTLs, the success
+mark of ``core/reported.py``).
 
 A mixin of ``BaseBatchJobOperator``: it uses the operator's settings (``delete_on_finish``,
 ``propagation_policy``, ``log_tail_lines``, ``max_failed_pod_logs``, ``diagnostics``) and hook.
@@ -8,6 +9,7 @@ A mixin of ``BaseBatchJobOperator``: it uses the operator's settings (``delete_o
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,7 @@ from airflow_batchjob.core.build import held_ttl
 from airflow_batchjob.core.diagnose import pod_summary
 from airflow_batchjob.core.outcome import JobOutcome, JobState, outcome_from_job
 from airflow_batchjob.core.reported import ANNOTATION_REPORTED, reported_mark
+from airflow_batchjob.core.results import PodResult, results_in_order
 from airflow_batchjob.exceptions import (
     BatchJobError,
     JobDeletedError,
@@ -254,3 +257,22 @@ class JobFinishing:
         if patches:
             with ThreadPoolExecutor(min(config.get("api_concurrency"), len(patches))) as pool:
                 list(pool.map(lambda np: hook.patch_job(namespace, np[0], np[1]), patches))
+
+    def pod_results(self, outcome: JobOutcome) -> list[PodResult]:
+        """What each succeeded Pod returned (``core/results.py``): one Pod list, no per-Pod call."""
+        pods = self.hook.list_pods(outcome.namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}")
+        return results_in_order(pods)
+
+    @staticmethod
+    def result(outcome: JobOutcome, results: Sequence[PodResult] = ()) -> dict[str, Any]:
+        """The return value: the Job, its outcome, and what its Pods returned (``results`` in
+        completion order; ``result``, the one value when one Pod succeeded)."""
+        values = [r.value for r in results]
+        return {
+            "name": outcome.name,
+            "namespace": outcome.namespace,
+            "uid": outcome.uid,
+            "outcome": outcome.to_dict(),
+            "result": values[0] if len(values) == 1 else None,
+            "results": values,
+        }

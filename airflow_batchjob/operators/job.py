@@ -28,8 +28,9 @@ from airflow_batchjob.core.build import (
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.manifest import is_template_file
 from airflow_batchjob.core.outcome import JobOutcome
+from airflow_batchjob.core.podsecurity import PodSecurity
 from airflow_batchjob.core.podsettings import PodSettings, check_settings, job_layers
-from airflow_batchjob.core.results import PodResult, add_result_env, results_in_order
+from airflow_batchjob.core.results import add_result_env
 from airflow_batchjob.core.specvalues import SPEC_FIELDS
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
@@ -94,6 +95,12 @@ class BatchJobOperator(TemplatedSpec, PeerCompat, JobAdopting, BaseBatchJobOpera
         the Job fails at once when the main container exits with one of them (a ``FailJob`` rule
         put first in the Job's ``podFailurePolicy``, with ``restartPolicy: Never``), and the task
         raises ``AirflowSkipException``.
+    :param ignore_disruptions: a Pod stopped by a disruption (a drained or lost node, preemption,
+        an eviction: condition ``DisruptionTarget``) is replaced without counting against
+        ``backoff_limit``: an ``Ignore`` rule first in ``podFailurePolicy`` (restartPolicy Never).
+    :param pod_security: ``"restricted"``: set what Pod Security Admission's restricted profile
+        needs on every container (non-root uid 65532 unless given, RuntimeDefault seccomp, no
+        privilege escalation, capabilities dropped); what contradicts it is refused at parse time.
 
     The Job spec parameters lie over the template's spec. Each is templated: a Jinja string (or
     an XCom) is accepted when the DAG is parsed and checked once rendered, before the task creates
@@ -245,6 +252,8 @@ class BatchJobOperator(TemplatedSpec, PeerCompat, JobAdopting, BaseBatchJobOpera
         wait_until_job_complete: bool = True,
         reattach_on_restart: bool | None = None,
         skip_on_exit_code: int | Sequence[int] | None = None,
+        ignore_disruptions: bool = False,
+        pod_security: PodSecurity | None = None,
         full_job_spec: Any = None,
         base_container_name: str | None = None,
         volumes: list[Any] | None = None,
@@ -299,7 +308,7 @@ class BatchJobOperator(TemplatedSpec, PeerCompat, JobAdopting, BaseBatchJobOpera
                 )
         super().__init__(**kwargs)
         self.peer_notes = notes
-        self.skip_on_exit_code = skip_codes
+        self.skip_on_exit_code, self.ignore_disruptions = skip_codes, bool(ignore_disruptions)
         self.reattach_on_restart = own["reattach_on_restart"] is not False
         # The Pod settings stay attributes of their own: Jinja renders them (template_fields).
         for key, value in locals().items():
@@ -481,22 +490,3 @@ class BatchJobOperator(TemplatedSpec, PeerCompat, JobAdopting, BaseBatchJobOpera
             )
         self.cleanup_after(outcome, context)
         return self.result(outcome, results)
-
-    def pod_results(self, outcome: JobOutcome) -> list[PodResult]:
-        """What each succeeded Pod returned (``core/results.py``): one Pod list, no per-Pod call."""
-        pods = self.hook.list_pods(outcome.namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}")
-        return results_in_order(pods)
-
-    @staticmethod
-    def result(outcome: JobOutcome, results: Sequence[PodResult] = ()) -> dict[str, Any]:
-        """The return value: the Job, its outcome, and what its Pods returned (``results`` in
-        completion order; ``result``, the one value when one Pod succeeded)."""
-        values = [r.value for r in results]
-        return {
-            "name": outcome.name,
-            "namespace": outcome.namespace,
-            "uid": outcome.uid,
-            "outcome": outcome.to_dict(),
-            "result": values[0] if len(values) == 1 else None,
-            "results": values,
-        }

@@ -39,7 +39,7 @@ def test_role_grants_exactly_the_documented_verbs() -> None:
     }
     assert grants == {
         ("batch", "jobs"): sorted(["create", "get", "list", "watch", "patch", "delete", "deletecollection"]),
-        ("", "pods"): ["get", "list", "watch"],
+        ("", "pods"): ["create", "get", "list", "watch"],  # create: Pod Security dry runs only
         ("", "pods/log"): ["get"],
         ("", "events"): ["list", "watch"],
         ("", "configmaps"): ["create", "get", "patch", "update"],
