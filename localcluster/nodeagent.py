@@ -135,6 +135,9 @@ class PodRunner(threading.Thread):
         self.inits = [Container(c, True) for c in spec.get("initContainers") or []]
         self.containers = [Container(c, False) for c in spec.get("containers") or []]
         self.stop = threading.Event()
+        # Set when a container process exits or the Pod is deleted: the loops below sleep on it
+        # instead of polling (100 Pods polled every 50 ms cost a core's fifth on 2 cores).
+        self.changed = threading.Event()
         self.grace = 30.0
         self.phase = "Pending"
         self.start_time = now()
@@ -415,6 +418,7 @@ class PodRunner(threading.Thread):
             start_new_session=True,
         )
         assert c.proc.stdout is not None
+        threading.Thread(target=self._reap, args=(c.proc,), name=f"reap-{c.proc.pid}", daemon=True).start()
         c.copier = crilog.copy_output(c.proc.stdout, c.log_path)
         self.agent.pid_dir.joinpath(str(c.proc.pid)).touch()
         c.state = {"running": {"startedAt": now()}}
@@ -449,16 +453,27 @@ class PodRunner(threading.Thread):
             terminated["message"] = message
         c.state = {"terminated": terminated}
 
+    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
+        """Block in waitpid (no CPU) until the process exits, then wake the Pod's loop."""
+        proc.wait()
+        self.changed.set()
+
+    def request_stop(self) -> None:
+        """The Pod is being deleted: stop waiting and kill its containers."""
+        self.stop.set()
+        self.changed.set()
+
     def wait_proc(self, c: Container) -> int | None:
         """Wait for the container process; None when the Pod is being deleted instead."""
         assert c.proc is not None
         while True:
-            try:
-                code = c.proc.wait(timeout=0.1)
+            self.changed.clear()  # before poll: an exit after it sets the event again
+            code = c.proc.poll()
+            if code is not None:
                 return code if code >= 0 else 128 - code
-            except subprocess.TimeoutExpired:
-                if self.stop.is_set():
-                    return None
+            if self.stop.is_set():
+                return None
+            self.changed.wait()
 
     def kill_all(self) -> None:
         """Pod deletion: SIGTERM every running container, SIGKILL after the grace period."""
@@ -541,6 +556,7 @@ class PodRunner(threading.Thread):
         self.report()
         pending = list(self.containers)
         while pending and not self.stop.is_set():
+            self.changed.clear()  # before polling: an exit after it sets the event again
             for c in list(pending):
                 assert c.proc is not None
                 code = c.proc.poll()
@@ -563,7 +579,8 @@ class PodRunner(threading.Thread):
                     self.set_condition("ContainersReady", False, "PodCompleted")
                     self.set_condition("Ready", False, "PodCompleted")
                 self.report()
-            self.stop.wait(0.05)
+            if pending:
+                self.changed.wait()
 
     def run(self) -> None:
         try:
@@ -956,12 +973,12 @@ class NodeAgent:
             runner = self.runners.get(uid)
         if etype == "DELETED":
             if runner:
-                runner.stop.set()
+                runner.request_stop()
             return
         if meta.get("deletionTimestamp"):
             if runner:
                 runner.grace = float(meta.get("deletionGracePeriodSeconds") or 0)
-                runner.stop.set()
+                runner.request_stop()
             elif phase in ("Succeeded", "Failed") or uid not in self.seen:
                 self.finalize_delete(meta["namespace"], meta["name"], uid)
             return
