@@ -91,6 +91,10 @@ class AirflowStack:
                 # A test stack: every caller is admin, and the API hands out tokens without a login.
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                # New files are still parsed within REFRESH_INTERVAL; re-parsing unchanged ones every
+                # 30 s (the default) imports the kubernetes client again each time: a tenth of a core
+                # per stack on a 2-core machine, for DAG files a test never edits.
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
                 # Each task process imports the DAG file (and the kubernetes client) itself; with a
                 # dozen starting at once on 2 cores, Airflow 3.0's took over the default 30 s.
                 "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
