@@ -63,7 +63,7 @@ OVERSIZE = {
     "airflow_batchjob/operators/indexed.py": 456,
     "airflow_batchjob/operators/job.py": 492,
     "localcluster/cluster.py": 723,
-    "localcluster/nodeagent.py": 1045,
+    "localcluster/nodeagent.py": 996,
 }
 
 
