@@ -271,8 +271,11 @@ def worker_image(cache: Path) -> Image:
             ROOT / "airflow_batchjob", lib / "airflow_batchjob", ignore=shutil.ignore_patterns("__pycache__")
         )
         (Path(tmp) / "usr" / "local" / "bin").mkdir(parents=True)
+        (Path(tmp) / "opt" / "batchjob" / "bin").mkdir(parents=True)
         (Path(tmp) / "usr" / "local" / "bin" / "python").symlink_to("/usr/bin/python3")  # as python:3.11 has
         (Path(tmp) / "app").mkdir()
+        # The static Go worker the operators inject into other images (core/inject.py WORKER_BINARY).
+        shutil.copy(injector_binary(), Path(tmp) / "opt" / "batchjob" / "bin" / "batchjob-worker")
         app = layer_from_dir(Path(tmp))
     rootfs = layer_from_dir(base)
     return Image(
@@ -288,11 +291,19 @@ def worker_image(cache: Path) -> Image:
     )
 
 
+def injector_binary() -> Path:
+    """The injected worker, built (and cached) by ``scripts/build_injector.sh``."""
+    script = ROOT / "scripts" / "build_injector.sh"
+    out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
 def _source_digest() -> str:
     """What the worker image holds of this repository and how it is built: rebuilt when the
     package or this module changes."""
     h = hashlib.sha256()
-    for path in [Path(__file__), *sorted((ROOT / "airflow_batchjob").rglob("*.py"))]:
+    injector = sorted(p for p in (ROOT / "injector").glob("*") if p.is_file())
+    for path in [Path(__file__), *sorted((ROOT / "airflow_batchjob").rglob("*.py")), *injector]:
         h.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
     return h.hexdigest()[:12]
 

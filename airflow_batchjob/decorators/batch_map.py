@@ -52,6 +52,8 @@ _REFUSED = {
     "items": "the items are the call's first argument: square(items)",
     "use_worker": "the function runs under batch_map's own bootstrap, not the worker",
     "worker_command": "the function runs under batch_map's own bootstrap, not the worker",
+    "inject_worker": "the function runs in the image's Python under batch_map's own bootstrap",
+    "worker_image": "the function runs in the image's Python under batch_map's own bootstrap",
 }
 
 

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_batchjob.core import naming
+from airflow_batchjob.core import inject, naming
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.indexes import format_indexes, parse_indexes
 from airflow_batchjob.core.items import Item, normalize_items
@@ -78,6 +78,8 @@ class IndexedJobOperator(BatchJobOperator):
         the item on stdin and in ``ITEM``/``ITEM_INDEX``/``ITEM_FILE``. With False the program
         reads ``<items_mount_path>/$JOB_COMPLETION_INDEX`` itself.
     :param worker_command: how the image runs the worker (``python -m airflow_batchjob.worker``).
+    :param inject_worker: copy the worker into the Pod: the image needs no Python (default: when needed).
+    :param worker_image: the worker image the injected binary comes from.
     :param items_mount_path: where the items' ConfigMaps are mounted, one file per index
         (default ``/batchjob/items``).
 
@@ -118,6 +120,8 @@ class IndexedJobOperator(BatchJobOperator):
         use_worker: bool = True,
         worker_command: Sequence[str] = tuple(WORKER),
         items_mount_path: str = "/batchjob/items",
+        inject_worker: bool | None = None,
+        worker_image: str = inject.WORKER_IMAGE,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("completion_mode", "Indexed") != "Indexed":
@@ -135,6 +139,7 @@ class IndexedJobOperator(BatchJobOperator):
         self.items = items
         self.use_worker = use_worker
         self.worker_command = list(worker_command)
+        self.inject_worker, self.worker_image = inject_worker, worker_image
         self.items_mount_path = items_mount_path
 
     @staticmethod
@@ -318,14 +323,9 @@ class IndexedJobOperator(BatchJobOperator):
                 raise InvalidJobTemplateError(
                     "IndexedJobOperator needs the program to run: pass cmds (and arguments)"
                 )
-            main["command"] = [
-                *self.worker_command,
-                "indexed",
-                "--items-dir",
-                self.items_mount_path,
-                "--",
-                *program,
-            ]
+            how = (self.inject_worker, "indexed", self.worker_image, self.worker_command)
+            worker = inject.worker_for(body["spec"]["template"], *how)
+            main["command"] = [*worker, "indexed", "--items-dir", self.items_mount_path, "--", *program]
 
     # -- results ---------------------------------------------------------------------------
     def merge(

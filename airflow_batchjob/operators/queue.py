@@ -20,7 +20,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_batchjob import extras, queues
 from airflow_batchjob._compat import BaseHook
-from airflow_batchjob.core import naming
+from airflow_batchjob.core import inject, naming
 from airflow_batchjob.core.brokerconn import TLS_MOUNT_PATH, BrokerConfigError, BrokerConn
 from airflow_batchjob.core.build import JobOverrides
 from airflow_batchjob.core.errors import InvalidJobSpecError
@@ -157,6 +157,10 @@ class QueueJobOperator(BatchJobOperator):
         ``/etc/batchjob/broker-tls``; change it only if the container uses that path.
 
     :param worker_command: how the image runs the worker (``python -m airflow_batchjob.worker``).
+    :param inject_worker: run the program under the static worker binary an init container copies
+        in from ``worker_image`` (``core/inject.py``), so the image needs no Python. Default
+        (None): on when the image is not ``worker_image`` and ``worker_command`` is unchanged.
+    :param worker_image: the worker image the injected binary comes from.
 
     Takes the parameters of :class:`BatchJobOperator` for the program (``cmds``/``arguments`` or
     a template) and the Job spec; ``wait_until_job_complete=False`` and ``skip_on_exit_code`` are
@@ -194,6 +198,8 @@ class QueueJobOperator(BatchJobOperator):
         fail_on_dead_letter: bool = True,
         worker_command: Sequence[str] = ("python", "-m", "airflow_batchjob.worker"),
         broker_tls_mount_path: str = TLS_MOUNT_PATH,
+        inject_worker: bool | None = None,
+        worker_image: str = inject.WORKER_IMAGE,
         **kwargs: Any,
     ) -> None:
         if mode not in _BROKER_OF_MODE:
@@ -232,6 +238,7 @@ class QueueJobOperator(BatchJobOperator):
         self.lease_seconds = lease_seconds
         self.fail_on_dead_letter = fail_on_dead_letter
         self.worker_command = list(worker_command)
+        self.inject_worker, self.worker_image = inject_worker, worker_image
         self.broker_tls_mount_path = broker_tls_mount_path.rstrip("/")
         self._conn: BrokerConn | None = None
 
@@ -258,7 +265,9 @@ class QueueJobOperator(BatchJobOperator):
         opts = ["--queue", str(self.queue_name), "--max-attempts", str(self.max_attempts)]
         if self.mode == "variable":
             opts += ["--lease-seconds", str(self.lease_seconds)]
-        main["command"] = [*self.worker_command, self.broker, *opts, "--", *program]
+        how = (self.inject_worker, self.broker, self.worker_image, self.worker_command)
+        worker = inject.worker_for(body["spec"]["template"], *how)
+        main["command"] = [*worker, self.broker, *opts, "--", *program]
         env = main.setdefault("env", [])
         env.append(
             {

@@ -220,7 +220,8 @@ def write_summary(path: str | None, summary: Mapping[str, Any]) -> None:
 def new_result_file() -> str:
     """A private file for the program's result (``BATCHJOB_RESULT_FILE``): the termination message
     itself carries the worker's summary, with the result in it."""
-    fd, path = tempfile.mkstemp(prefix="batchjob-result-")
+    # BATCHJOB_TMPDIR: a writable directory when the root filesystem is read-only (core/inject.py).
+    fd, path = tempfile.mkstemp(prefix="batchjob-result-", dir=os.environ.get("BATCHJOB_TMPDIR") or None)
     os.close(fd)
     return path
 

@@ -173,7 +173,7 @@ def test_files_without_tls_are_refused(pki: Path) -> None:
 
 def test_job_mounts_only_the_pem_read_only(pki: Path) -> None:
     c = BrokerConn.from_connection("redis", "r", conn(**tls_extra(pki)))
-    op = QueueJobOperator(task_id="t", mode="variable", queue_name="q", image="w", cmds=["true"])
+    op = QueueJobOperator(task_id="t", mode="variable", queue_name="q", image="worker", cmds=["true"])
     ti = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)
     body = op.build({"ti": ti}, "ns", broker=c)  # type: ignore[arg-type]
     pod = body["spec"]["template"]["spec"]

@@ -189,7 +189,9 @@ def test_a_templated_contradiction_is_refused_when_built() -> None:
 
 
 def test_the_worker_wrapped_and_the_queue_containers_are_hardened() -> None:
-    indexed = IndexedJobOperator(task_id="t", image="w", cmds=["rev"], items=["a"], pod_security="restricted")
+    indexed = IndexedJobOperator(
+        task_id="t", image="worker", cmds=["rev"], items=["a"], pod_security="restricted"
+    )
     body = indexed.build({"ti": TI}, "ns")  # type: ignore[arg-type]
     indexed._mount_items(body, ["cm-0"])  # the worker wraps the same container; items are projected
     spec = body["spec"]["template"]["spec"]

@@ -19,4 +19,4 @@ with DAG(
 ) as dag:
     BatchJobOperator(task_id="job", namespace=NS, image="busybox", cmds=["true"])
     JobGroupOperator(task_id="group", namespace=NS, image="busybox", cmds=["true"], items=["a", "b"])
-    IndexedJobOperator(task_id="indexed", namespace=NS, image="busybox", cmds=["cat"], items=["x", "y"])
+    IndexedJobOperator(task_id="indexed", namespace=NS, image="worker", cmds=["cat"], items=["x", "y"])
