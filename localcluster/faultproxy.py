@@ -6,6 +6,9 @@ through chunk by chunk), except requests matching a :class:`Rule`: those get an 
 ``times`` times. With ``after_forward`` the
 request first reaches the apiserver and only its answer is replaced: the write happened but the
 client never hears of it, as when a connection drops after the apiserver committed.
+``hold()`` black-holes everything (a network partition): connections stay open and nothing is
+answered, new requests wait unsent and open watch streams deliver nothing; ``restore()`` lets
+all of it through again, as packets flow once a partition heals.
 
 TLS uses a certificate of the cluster's own CA (the apiserver's, whose names cover 127.0.0.1), so
 a kubeconfig for the proxy differs from the apiserver's only in its port. Runs in a thread of the
@@ -74,6 +77,15 @@ class FaultProxy:
     port: int = 0
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set while traffic flows; cleared by hold(). Waited on before forwarding and per chunk.
+    _flowing: threading.Event = field(default_factory=threading.Event)
+    held: int = 0  # requests that arrived while held
+
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def restore(self) -> None:
+        self._flowing.set()
 
     @property
     def url(self) -> str:
@@ -110,6 +122,7 @@ class FaultProxy:
             self.seen.append(seen)
 
     def start(self) -> FaultProxy:
+        self._flowing.set()
         pki = Path(self.state.dir) / "pki"
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_ctx.load_cert_chain(str(pki / "apiserver.crt"), str(pki / "apiserver.key"))
@@ -127,6 +140,10 @@ class FaultProxy:
                 path, _, query = self.path.partition("?")
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if not proxy._flowing.is_set():
+                    with proxy._lock:
+                        proxy.held += 1
+                    proxy._flowing.wait()
                 rule = proxy._take(self.command, path, query)
                 if rule is not None and not rule.after_forward:
                     self._inject(rule, path, query)
@@ -143,6 +160,7 @@ class FaultProxy:
                         self._inject(rule, path, query)
                         return
                     proxy._record(Seen(self.command, path, query, resp.status, False))
+                    proxy._flowing.wait()  # an answer that comes while held waits too
                     self.send_response(resp.status, resp.reason)
                     for k, v in resp.getheaders():
                         if k.lower() not in _HOP_HEADERS:
@@ -153,6 +171,7 @@ class FaultProxy:
                         chunk = resp.read1(65536)
                         if not chunk:
                             break
+                        proxy._flowing.wait()  # held: the stream goes silent, the connection stays
                         self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                         self.wfile.flush()
                     self.wfile.write(b"0\r\n\r\n")
@@ -201,6 +220,7 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        self._flowing.set()  # let held handler threads finish
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -216,7 +216,12 @@ def start(st: State, spawn: object, cache: Path, kubelet: Path, node_name: str) 
         time.sleep(0.1)
     images.import_all(base / "bin" / "ctr", str(sock), archives)
     pki = Path(st.dir) / "pki"
-    (d / "kubelet.yaml").write_text(json.dumps(_kubelet_config(st, d, pki), indent=1))
+    kubelet_config = _kubelet_config(st, d, pki)
+    if os.environ.get("BATCHJOB_NODE_PRIVATE"):  # a second real node on this machine (nodefaults.py)
+        from localcluster import nodefaults
+
+        kubelet_config.update(nodefaults.private_kubelet(Path(st.dir)))
+    (d / "kubelet.yaml").write_text(json.dumps(kubelet_config, indent=1))
     run(
         st,
         "kubelet",
@@ -246,14 +251,18 @@ def sweep(d: Path) -> None:
         if "containerd-shim" in cmdline and root in cmdline:
             subprocess.run(["kill", "-9", "--", f"-{proc.name}"], check=False, capture_output=True)
             subprocess.run(["kill", "-9", proc.name], check=False, capture_output=True)
+    # The runc shim keeps each containerd namespace's containers under <root>/<namespace> (k8s.io).
     runc_root = d / "realnode" / "runc"
-    if runc_root.exists():
-        for container in runc_root.iterdir():
+    for ns_root in [p for p in runc_root.iterdir() if p.is_dir()] if runc_root.exists() else []:
+        for container in ns_root.iterdir():
             subprocess.run(
-                ["runc", "--root", str(runc_root), "delete", "--force", container.name],
+                ["runc", "--root", str(ns_root), "delete", "--force", container.name],
                 check=False,
                 capture_output=True,
             )
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     for mount in sorted((m for m in mounts if m.startswith(root)), key=len, reverse=True):
         subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+    from localcluster import nodefaults
+
+    nodefaults.remove_cgroups(d)

@@ -155,12 +155,36 @@ class JobFinishing:
             yaml.safe_dump(template, sort_keys=False).rstrip(),
         )
 
+    def log_disruptions(self, pods: list[dict[str, Any]]) -> None:
+        """Pods stopped from outside (condition ``DisruptionTarget``: a drained or lost node's
+        eviction, preemption): their failure says nothing about the program, so say what it was.
+        Such a Pod may still be terminating (its node gone), not yet ``Failed``."""
+        for pod in pods:
+            conditions = (pod.get("status") or {}).get("conditions") or []
+            cond = next(
+                (c for c in conditions if c.get("type") == "DisruptionTarget" and c.get("status") == "True"),
+                None,
+            )
+            if cond is None:
+                continue
+            self.log.warning(
+                "Pod %s was stopped by a disruption, not by its program: %s: %s%s",
+                pod["metadata"]["name"],
+                cond.get("reason"),
+                cond.get("message"),
+                ""
+                if getattr(self, "ignore_disruptions", False)
+                else " (it counts against backoff_limit; ignore_disruptions=True replaces such a Pod "
+                "without counting it)",
+            )
+
     def log_failed_pods(self, outcome: JobOutcome) -> None:
         """For each failed Pod (capped): name, index, exit code, reason, and the tail of its log."""
         if not outcome.uid or not self.max_failed_pod_logs:
             return
         hook = self.hook
         pods = hook.list_pods(outcome.namespace, f"batch.kubernetes.io/controller-uid={outcome.uid}")
+        self.log_disruptions(pods)
         failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
         failed.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
         if not failed:
