@@ -13,6 +13,9 @@
 # staging modules as Kubernetes.
 set -euo pipefail
 
+# `build.sh kueue`: Kueue only (localcluster/build_kueue.sh), for runs that use it (issue 33).
+if [[ ${1:-} == kueue ]]; then exec bash "$(dirname "$0")/build_kueue.sh"; fi
+
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-v3.7.0}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}

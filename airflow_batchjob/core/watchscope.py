@@ -122,6 +122,8 @@ def slim(kind: str, obj: Mapping[str, Any]) -> Obj:
     spec = obj.get("spec") or {}
     if kind == "jobs":
         kept["spec"] = {k: spec[k] for k in _JOB_SPEC if k in spec}
+    elif kind == "workloads":  # Kueue's: its LocalQueue; the status says the rest
+        kept["spec"] = {"queueName": spec.get("queueName")}
     else:  # pods: the containers' names (which logs to follow); their states are in the status
         kept["spec"] = {
             k: [{"name": c.get("name")} for c in spec[k]]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -33,6 +34,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from airflow_batchjob import config
 from airflow_batchjob.core.watchscope import Scope, parse_version, slim
+from airflow_batchjob.hooks.kueue import kueue_workloads
 from airflow_batchjob.hooks.subscription import Job, Matcher, Subscription
 
 __all__ = ["Job", "Matcher", "NamespaceWatch", "Subscription", "WatchRegistry", "registry", "subscription"]
@@ -45,13 +47,14 @@ ClientFactory = Callable[[str], AbstractAsyncContextManager[aclient.ApiClient]]
 # of ten minutes costs one list and one or two watch requests. A deployment sets
 # ``[batchjob] watch_timeout_seconds``; this is its default.
 WATCH_TIMEOUT_SECONDS = int(config.OPTIONS["watch_timeout_seconds"].default)
-KINDS = ("jobs", "pods", "events")
+KINDS = ("jobs", "pods", "events", "workloads")  # workloads: Kueue's, by their Job's uid
 # What each shared watch needs to see: Pods that belong to a Job, and the Job controller's
 # FailedCreate events (not every event of a busy namespace).
 _FILTERS: dict[str, dict[str, str]] = {
     "jobs": {},
     "pods": {"label_selector": "batch.kubernetes.io/controller-uid"},
     "events": {"field_selector": "reason=FailedCreate"},
+    "workloads": {"label_selector": "kueue.x-k8s.io/job-uid"},
 }
 PAGE_SIZE = 500  # objects per LIST page: a group of 1,000 Jobs is two requests, never one huge body
 # LIST requests one connection (client) makes at once for its subscribers, beside its watches:
@@ -168,6 +171,8 @@ class NamespaceWatch:
     def _lister(self) -> Callable[..., Any]:
         if self.kind == "jobs":
             return aclient.BatchV1Api(self.api).list_namespaced_job
+        if self.kind == "workloads":
+            return functools.partial(kueue_workloads, aclient.CustomObjectsApi(self.api))
         core = aclient.CoreV1Api(self.api)
         return core.list_namespaced_pod if self.kind == "pods" else core.list_namespaced_event
 

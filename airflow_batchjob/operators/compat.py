@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from kubernetes.client.rest import ApiException
 
 from airflow_batchjob._compat import AirflowSkipException
+from airflow_batchjob.core.kueue import KueueSettings, apply_queue
 from airflow_batchjob.core.outcome import JobOutcome
 from airflow_batchjob.core.peerparams import PeerParamError, exit_codes, take_peer_params, translate
 from airflow_batchjob.core.skipcodes import add_disruption_rule, add_skip_rule, skip_exit_code
@@ -23,6 +24,7 @@ from airflow_batchjob.core.validation import validate_job
 from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.hooks.batchjob import BatchJobHook
 from airflow_batchjob.hooks.batchjob import _api_message as api_message
+from airflow_batchjob.hooks.kueue import check_local_queue
 
 # Targets of cncf.kubernetes parameters that are BatchJobOperator's own arguments; the others are
 # BaseBatchJobOperator's, passed on in **kwargs.
@@ -51,6 +53,7 @@ class PeerCompat:
     skip_on_exit_code: tuple[int, ...] | None
     ignore_disruptions: bool
     base_container_name: str
+    kueue: KueueSettings
     log: Any
     if TYPE_CHECKING:
 
@@ -73,7 +76,10 @@ class PeerCompat:
         """Send the Job as a server-side dry run before anything of the task is created or
         replaced (ConfigMaps, Secrets, an earlier try's Job): what the apiserver, a quota or an
         admission webhook refuses fails here, with its message, before any side effect. A Job
-        of that name that exists already (409) is the adoption's business."""
+        of that name that exists already (409) is the adoption's business. A Kueue LocalQueue
+        that does not exist fails here too, naming it."""
+        if self.kueue.local_queue is not None:
+            check_local_queue(hook.api, namespace, self.kueue.local_queue)
         try:  # as hook.create_job(dry_run=True), keeping the response's warnings
             resp = hook.batch.create_namespaced_job(
                 namespace, body, field_validation="Strict", dry_run="All", _preload_content=False
@@ -152,7 +158,9 @@ class PeerCompat:
 
     def _add_skip_rule(self, body: dict[str, Any]) -> None:
         """``skip_on_exit_code``: those exit codes end the Job at once; ``ignore_disruptions``: a
-        disrupted Pod is replaced, not counted; that rule first (``core/skipcodes.py``)."""
+        disrupted Pod is replaced, not counted; that rule first (``core/skipcodes.py``). Every
+        Job built passes here: it also gets its Kueue queue labels and ``suspend`` (core/kueue.py)."""
+        apply_queue(body, self.kueue)
         if self.skip_on_exit_code:
             add_skip_rule(body, self.skip_on_exit_code, self.base_container_name)
         if self.ignore_disruptions:

@@ -22,6 +22,7 @@ from airflow_batchjob.hooks.batchjob import async_api_client
 from airflow_batchjob.hooks.watch import ClientFactory
 from airflow_batchjob.triggers.base import ProgressLog, WaitTrigger
 from airflow_batchjob.triggers.diagnostics import watched
+from airflow_batchjob.triggers.kueue import follower
 from airflow_batchjob.triggers.podlogs import LogSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ async def wait_for_job(
     diagnose_interval: float = 30.0,
     pending_timeout: float | None = None,
     logs: dict[str, Any] | None = None,
+    kueue: dict[str, Any] | None = None,
     client_factory: ClientFactory = async_api_client,
 ) -> dict[str, Any]:
     """Wait on one Job (by name, or by a label selector matching exactly one) and return an event dict.
@@ -56,7 +58,9 @@ async def wait_for_job(
     With ``diagnostics`` (operators turn it on), a Job whose Pods do not all run is explained in
     the progress log (see ``triggers/diagnostics.py``), and the event carries a ``diagnostics``
     summary; ``pending_timeout`` ends the wait with status "stuck" when a Pod cannot be scheduled
-    or started for that long.
+    or started for that long. With ``kueue`` (``KueueSettings.to_dict()``), the Job's Workload is
+    followed too (``triggers/kueue.py``): queued, admitted, evicted in the log, time queued and
+    evictions in the summary, and ``queue_timeout`` ends the wait with status "stuck".
     """
     wait = wait or WaitFor()
     if bool(job_name) == bool(label_selector):
@@ -73,22 +77,32 @@ async def wait_for_job(
     what = f"{namespace}/{job_name}" if job_name else f"Job with labels {label_selector!r} in {namespace}"
     say = ProgressLog(progress, progress_interval)
     seen_uid: str | None = None
-    async with watched(
-        kubernetes_conn_id,
-        namespace,
-        scope,
-        client_factory,
-        progress=progress,
-        interval=diagnose_interval,
-        pending_timeout=pending_timeout,
-        enabled=diagnostics,
-        keep_deleted=True,
-        logs=LogSettings.from_dict(logs),
-        pod_scope=pod_scope,
-    ) as (sub, diag):
+    async with (
+        watched(
+            kubernetes_conn_id,
+            namespace,
+            scope,
+            client_factory,
+            progress=progress,
+            interval=diagnose_interval,
+            pending_timeout=pending_timeout,
+            enabled=diagnostics,
+            keep_deleted=True,
+            logs=LogSettings.from_dict(logs),
+            pod_scope=pod_scope,
+        ) as (sub, diag),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        kq = follower(
+            kueue, conn_id=kubernetes_conn_id, namespace=namespace, factory=client_factory,
+            queue=diag.queue, progress=progress,
+        )  # fmt: skip
+        if kq is not None:
+            await stack.enter_async_context(kq)
 
         def event(status: str, message: str, job: dict[str, Any] | None) -> dict[str, Any]:
-            return diag.stamp({"status": status, "message": message, "job": job})
+            stamped = diag.stamp({"status": status, "message": message, "job": job})
+            return kq.stamp(stamped) if kq is not None else stamped
 
         def decided_before_deletion(uid: str | None) -> dict[str, Any] | None:
             """The event for a Job deleted after its outcome was decided (e.g. ``ttlSecondsAfterFinished``
@@ -103,7 +117,8 @@ async def wait_for_job(
             return event(verdict.value, f"{why} (the Job was deleted since)", outcome.to_dict())
 
         while True:
-            if not await diag.next_update(deadline):
+            until = kq.until(deadline) if kq is not None else deadline  # or queue_timeout's end
+            if not await diag.next_update(until) and until == deadline:
                 return event("timeout", f"timed out waiting for {wait.describe()} of {what}", None)
             if sub.error:
                 return event("error", f"waiting on {what}: {sub.error}", None)
@@ -149,6 +164,9 @@ async def wait_for_job(
             )
             if verdict is not Verdict.WAITING:
                 return event(verdict.value, why, outcome.to_dict())
+            unadmitted = await kq.observe(job) if kq is not None else None
+            if unadmitted is not None:
+                return event("stuck", unadmitted, outcome.to_dict())
             stuck = await diag.observe([job])
             if stuck is not None:
                 return event("stuck", diag.stuck_message(stuck), outcome.to_dict())
@@ -191,6 +209,8 @@ class JobTrigger(WaitTrigger):
         ``[batchjob] defer_settle_seconds``); 0 turns it off.
     :param logs: what to show of the Pods' logs, as the operators' ``log_settings()`` dict
         (``triggers/podlogs.py``); default: no logs.
+    :param kueue: the Job's Kueue settings (``core/kueue.KueueSettings.to_dict()``): follow its
+        Workload (default: none).
     """
 
     def __init__(
@@ -211,8 +231,10 @@ class JobTrigger(WaitTrigger):
         pending_timeout: float | None = None,
         settle_seconds: float | None = None,
         logs: dict[str, Any] | None = None,
+        kueue: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.kueue = kueue
         self.settle_seconds = settle_seconds
         self.logs = logs
         self.diagnose_interval = diagnose_interval
@@ -244,6 +266,7 @@ class JobTrigger(WaitTrigger):
             diagnose_interval=self.diagnose_interval,
             pending_timeout=self.pending_timeout,
             logs=self.logs,
+            kueue=self.kueue,
         )
 
     def _error_event(self, error: Exception) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_batchjob.core.group import GroupGoal, judge_group, progress_of, to_resume, with_deleted
+from airflow_batchjob.core.kueue import admission_counts
 from airflow_batchjob.core.outcome import outcome_from_job
 from airflow_batchjob.core.wait import Verdict
 from airflow_batchjob.core.watchscope import Scope
@@ -98,7 +99,7 @@ async def wait_for_group(
             verdict, why = judge_group(outcomes, goal)
             say(
                 f"Jobs {label_selector}",
-                progress_of(outcomes).line(goal.expected),
+                progress_of(outcomes).line(goal.expected) + admission_counts(group),
                 final=verdict is not Verdict.WAITING,
             )
             if verdict is not Verdict.WAITING:
