@@ -36,6 +36,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_batchjob.operators.indexed",
                     "airflow_batchjob.operators.queue",
                     "airflow_batchjob.operators.lifecycle",
+                    "airflow_batchjob.operators.kueue",
                 ],
             }
         ],
@@ -55,6 +56,10 @@ def get_provider_info() -> dict[str, Any]:
             {"name": "batch_map", "class-name": "airflow_batchjob.decorators.batch_map.batch_map_task"}
         ],
         "config": provider_config(),
+        # The links to the Batch view. Its plugin is registered as an "airflow.plugins" entry point
+        # (pyproject.toml), which Airflow always loads; listed here too, it would be loaded twice
+        # under [core] lazy_discover_providers = False and reported as a duplicate.
+        "extra-links": ["airflow_batchjob.links.BatchViewLink", "airflow_batchjob.links.JobLink"],
         "hooks": [
             {
                 "integration-name": "Kubernetes Batch Jobs",

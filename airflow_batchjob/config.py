@@ -80,6 +80,14 @@ OPTIONS: dict[str, Option] = {
         "Above this many Pods, the diagnostics summary counts the Pods instead of listing them (keeps "
         "the XCom small).",
     ),
+    "job_link_template": Option(
+        "string",
+        "",
+        "An extra link on every task of this provider, to its Jobs elsewhere (a Kubernetes "
+        "dashboard, Lens, a log search): a URL with {namespace}, {name} (the Job, or the group) and "
+        "{selector} (the label selector of the task instance's Jobs), each URL-encoded. Empty (the "
+        "default): no such link.",
+    ),
 }
 
 
@@ -111,6 +119,8 @@ def get(name: str) -> Any:
         return conf.getboolean(SECTION, name, fallback=option.default == "True")
     if option.type == "integer":
         return conf.getint(SECTION, name, fallback=int(option.default))
+    if option.type == "string":
+        return conf.get(SECTION, name, fallback=option.default)
     return conf.getfloat(SECTION, name, fallback=float(option.default))
 
 

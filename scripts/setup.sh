@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install and build everything the demo and the tests need; idempotent and cached.
 #   - Debian packages: redis-server, rabbitmq-server, util-linux (unshare), openssl, libmath-bigint-perl,
-#     runc, debootstrap, postgresql
+#     runc, debootstrap, postgresql, chromium, fonts-liberation
 #   - a virtualenv keyed by the hash of pyproject.toml's dependency lists under ~/.cache/airflow-batchjob
-#   - the local cluster's Go binaries (localcluster/build.sh, build_node.sh; cached by version)
+#   - the local cluster's Go binaries (localcluster/build.sh, build_node.sh; cached by version) and
+#     the injected worker (scripts/build_injector.sh; cached by a hash of injector/) and Kueue
+#     (localcluster/build.sh kueue; cached by version)
 # The Go builds (CPU) run in the background while apt and pip (network and disk) do their part.
 # Each step prints its time. Prints the venv path on its last line so callers can
 # `VENV=$(scripts/setup.sh | tail -1)`.
@@ -24,8 +26,18 @@ step() { echo "setup: $1 in $(( $(date +%s) - $2 ))s" >&2; }
   t=$(date +%s)
   "$ROOT/localcluster/build_node.sh" >&2
   step "node binaries (containerd, CNI)" "$t"
+  t=$(date +%s)
+  "$ROOT/scripts/build_injector.sh" >/dev/null
+  step "injected worker (injector/, static Go)" "$t"
 ) &
 BUILDS=$!
+# Kueue (tests/kueue, `localcluster up --kueue`): its own module graph, built beside the others.
+(
+  t=$(date +%s)
+  "$ROOT/localcluster/build.sh" kueue >&2
+  step "Kueue" "$t"
+) &
+KUEUE_BUILD=$!
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
@@ -40,6 +52,9 @@ command -v runc >/dev/null || need_apt+=(runc)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 # The production profile of the Airflow stack (localcluster/haservers.py): Airflow's database.
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_apt+=(postgresql)
+# The Batch view's browser test (tests/browser): Debian's headless Chromium, driven over the
+# DevTools Protocol; fonts, or screenshots show boxes (recommends are not installed).
+command -v chromium >/dev/null || need_apt+=(chromium fonts-liberation)
 if ((${#need_apt[@]})); then
   t=$(date +%s)
   log "apt-get install ${need_apt[*]}"
@@ -80,5 +95,6 @@ refresh_editable "$VENV" "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
 compile_bytecode "$VENV"
 
 wait "$BUILDS" || { log "a Go build failed (output above)"; exit 1; }
+wait "$KUEUE_BUILD" || { log "the Kueue build failed (output above)"; exit 1; }
 step "set-up" "$T0"
 echo "$VENV"

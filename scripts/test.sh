@@ -32,8 +32,11 @@ echo "ruff, mypy: $(( $(date +%s) - t ))s" >>"$TIMES"
 # test_control_plane (host PIDs), test_peer_example (its image, perl:5.34.0, is not built here),
 # tests/faults, tests/stack and tests/benchmarks (their subject is the API, brokers and Airflow,
 # not the node), and the unit and broker tests (no cluster).
-REAL_LANE=(-m "real_node and not agent_node" tests/cluster)
-AGENT_LANE=(-m "(not real_node or agent_node) and not wheel" tests)
+# tests/faults/test_node_faults.py kills the kubelet, containerd and etcd: on a real-node cluster of
+# its own (BATCHJOB_NODE_FAULTS_DIR), started and stopped by the module, beside the lane's.
+REAL_LANE=(-m "real_node and not agent_node" tests/cluster tests/faults/test_node_faults.py)
+# tests/conformance (the Python and the Go worker against the same brokers) runs in the floor lane.
+AGENT_LANE=(-m "(not real_node or agent_node) and not wheel" --ignore=tests/conformance tests)
 # The floor lane: the oldest Airflow, cncf.kubernetes, pika and redis pyproject.toml allows
 # (scripts/floors.sh): the unit and broker tests, and a DAG that defers through every operator and
 # waits in the worker, on the real scheduler, executor and triggerer of those versions. It runs on a
@@ -41,7 +44,9 @@ AGENT_LANE=(-m "(not real_node or agent_node) and not wheel" tests)
 # them, and the agent lane restarts its own cluster's brokers under the fault tests): where there is
 # a real node, beside the two other lanes; else after the agent lane.
 # The docs build (marker docs) needs the [dev] doc tools, which the floor venv does not hold.
-FLOOR_LANE=(-m "not docs" tests/unit tests/brokers tests/stack/test_defer_race.py::test_short_deferred_jobs_never_lose_a_try)
+# It also runs the worker conformance suite (tests/conformance): the floor lane is the short one, and
+# the Python worker is then held to the Go worker's behaviour at its oldest pika and redis.
+FLOOR_LANE=(-m "not docs" tests/unit tests/brokers tests/conformance tests/stack/test_defer_race.py::test_short_deferred_jobs_never_lose_a_try)
 # The wheel lane: the sdist and wheel built, checked and installed (not editable) into a clean
 # virtualenv, which runs a deferred Job on the floor lane's cluster after that lane (tests/wheel).
 WHEEL_LANE=(-m wheel tests/wheel)
@@ -50,9 +55,10 @@ CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
 AGENT_DIR="$CACHE/clusters/test-$$"
 REAL_DIR="$CACHE/clusters/real-$$"
 FLOOR_DIR="$CACHE/clusters/floor-$$"
+export BATCHJOB_NODE_FAULTS_DIR="$CACHE/clusters/nodefaults-$$"
 REAL_LOG=$(mktemp /tmp/batchjob-real-lane.XXXXXX)
 FLOOR_LOG=$(mktemp /tmp/batchjob-floor-lane.XXXXXX)
-trap 'for d in "$AGENT_DIR" "$REAL_DIR" "$FLOOR_DIR"; do python -m localcluster down --dir "$d"; done; rm -f "$REAL_LOG" "$FLOOR_LOG" "$TIMES"' EXIT
+trap 'for d in "$AGENT_DIR" "$REAL_DIR" "$FLOOR_DIR" "$BATCHJOB_NODE_FAULTS_DIR"; do python -m localcluster down --dir "$d"; done; rm -f "$REAL_LOG" "$FLOOR_LOG" "$TIMES"' EXIT
 
 real_node=0
 if [[ $# -eq 0 && ${BATCHJOB_NODE:-real} == real ]]; then

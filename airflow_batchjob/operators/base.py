@@ -19,10 +19,12 @@ from airflow_batchjob import config
 from airflow_batchjob.config import default_deferrable
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.items import check_items_param
+from airflow_batchjob.core.kueue import settings as kueue_settings
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
 )
 from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
+from airflow_batchjob.links import BatchViewLinks
 from airflow_batchjob.operators.finishing import JobFinishing
 from airflow_batchjob.operators.waiting import DEFER_AFTER, decided_event, run_wait
 from airflow_batchjob.triggers.job import JobTrigger, wait_for_job
@@ -61,7 +63,7 @@ def _seconds(value: dt.timedelta | float | None) -> float | None:
     return value.total_seconds() if isinstance(value, dt.timedelta) else value
 
 
-class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
+class BaseBatchJobOperator(BatchViewLinks, ClusterConnection, JobFinishing, BaseOperator):
     """What every pattern's operator shares: connection, namespace, waiting, cleanup, failure logs.
 
     :param namespace: where the Job(s) run (templated); default: the connection's namespace, else
@@ -116,6 +118,16 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
     :param max_failed_pod_logs: failed Pods whose log tail is shown (default 5).
     :param log_pod_spec_on_failure: log a failed Job's Pod template (as YAML) with its failed Pods'
         logs (default False; cncf.kubernetes' name).
+    :param queue_name: the Kueue LocalQueue of the Job(s) (cncf.kubernetes' name): they are
+        labelled ``kueue.x-k8s.io/queue-name``, created suspended, and admitted (unsuspended) by
+        Kueue only; the wait logs the Workload's queueing, admission and evictions
+        (docs/guides/kueue.rst). A LocalQueue that does not exist fails before anything is created.
+    :param local_queue: the same as ``queue_name`` (``QueueJobOperator``, whose ``queue_name``
+        is the broker's queue, takes only this one).
+    :param priority_class: the Kueue ``WorkloadPriorityClass`` of the Job(s) (label
+        ``kueue.x-k8s.io/priority-class``); not the Pods' PriorityClass (``priority_class_name``).
+    :param queue_timeout: fail when the Job is still not admitted by Kueue this long (seconds or a
+        ``timedelta``) after it queued; default: it may queue as long as the wait lasts.
     """
 
     def __init__(
@@ -143,9 +155,22 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         config_file: str | None = None,
         in_cluster: bool | None = None,
         cluster_context: str | None = None,
+        queue_name: str | None = None,
+        local_queue: str | None = None,
+        priority_class: str | None = None,
+        queue_timeout: dt.timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        try:  # Kueue (core/kueue.py): names checked as the label values they become
+            self.kueue = kueue_settings(
+                queue_name=queue_name,
+                local_queue=local_queue,
+                priority_class=priority_class,
+                queue_timeout=_seconds(queue_timeout),
+            )
+        except InvalidJobSpecError as e:
+            raise InvalidJobTemplateError(f"task {self.task_id}: {e}") from e
         self.config_file = config_file
         self.in_cluster = in_cluster
         self.cluster_context = cluster_context
@@ -252,7 +277,13 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
         deadline = time.time() + self.wait_timeout if self.wait_timeout else None
 
         def watch(until: float | None) -> Coroutine[Any, Any, dict[str, Any]]:
-            return wait_for_job(namespace=namespace, job_name=name, job_uid=uid, **self.wait_options(until))
+            return wait_for_job(
+                namespace=namespace,
+                job_name=name,
+                job_uid=uid,
+                **self.wait_options(until),
+                **self.kueue_wait(),
+            )
 
         event = decided_event(job) if job is not None else None
         if event is None:
@@ -265,6 +296,7 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
                     job_uid=uid,
                     propagation_policy=self.propagation_policy,
                     **self.trigger_options(deadline),
+                    **self.kueue_wait(),
                 ),
                 method_name="execute_complete",
             )
@@ -301,6 +333,10 @@ class BaseBatchJobOperator(ClusterConnection, JobFinishing, BaseOperator):
             "pending_timeout": self.pending_timeout,
             "logs": self.log_settings(),
         }
+
+    def kueue_wait(self) -> dict[str, Any]:
+        """A single Job's wait follows its Kueue Workload when the Job has a queue."""
+        return {"kueue": self.kueue.to_dict()} if self.kueue.enabled else {}
 
     def trigger_options(self, deadline: float | None) -> dict[str, Any]:
         """What a deferred wait gets: the worker wait's settings (one source for both), and

@@ -19,6 +19,7 @@ from airflow_batchjob.core.peerparams import PEER_PARAMS, PeerParamError, one_of
 from airflow_batchjob.core.wait import WaitFor
 from airflow_batchjob.exceptions import BatchJobError, InvalidJobTemplateError
 from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
+from airflow_batchjob.links import WatchedJobsView
 from airflow_batchjob.operators.base import run_wait
 from airflow_batchjob.triggers.job import wait_for_job
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 DeleteOn = Literal["Complete", "Failed"]
 
 
-class _JobsOperator(ClusterConnection, BaseOperator):
+class _JobsOperator(WatchedJobsView, ClusterConnection, BaseOperator):
     """Acts on the Jobs named, or matched by a label selector, in one namespace.
 
     :param job_name: the Job (alias ``name``, cncf.kubernetes' name).

@@ -13,12 +13,13 @@ from airflow_batchjob._compat import AirflowSensorTimeout
 from airflow_batchjob.config import default_deferrable
 from airflow_batchjob.exceptions import BatchJobError, JobFailedSensorError
 from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
+from airflow_batchjob.links import WatchedJobsView
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class BaseJobWatchSensor(ClusterConnection, BaseSensorOperator):
+class BaseJobWatchSensor(WatchedJobsView, ClusterConnection, BaseSensorOperator):
     """Deferrable by default: one poke (already met? done), else one shared watch in the triggerer.
 
     Subclasses give ``trigger(namespace, deadline)`` and the event key holding their XCom value.
