@@ -72,6 +72,8 @@ class JobOverrides:
 
 
 EnvInput = Mapping[str, str] | Sequence[Mapping[str, Any] | Any]
+# Lays a PodSettings' layers over a Job's Pod template, in place; returns what they replaced.
+PodLayers: TypeAlias = Callable[[JsonDict, "PodSettings", str, EnvInput | None], list[str]]
 # What users pass (the operators' hints): env as a dict, or a list of API-form dicts / V1EnvVar;
 # resources as a V1ResourceRequirements or its API-form dict.
 EnvParam: TypeAlias = "Mapping[str, str] | Sequence[Mapping[str, Any] | V1EnvVar]"
@@ -197,6 +199,7 @@ def build_job(
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     pod: PodSettings | None = None,
+    lay_pod: PodLayers | None = None,
     on_override: Callable[[str], None] | None = None,
 ) -> JsonDict:
     """The Job to create: template < Pod settings < container params, then ``pod.pod_security``,
@@ -204,7 +207,9 @@ def build_job(
 
     Our labels go on the Pod template too, so Pods are findable by task instance without knowing
     the Job's uid. ``backoffLimit`` is left to the apiserver's default when nobody sets it. Each
-    value a Pod layer replaces goes to ``on_override`` (``core/podsettings.py``).
+    value a Pod layer replaces goes to ``on_override`` (``core/podsettings.py``). ``lay_pod`` lays
+    ``pod``'s layers (``operators/podlayers.apply_pod_layers``: cncf.kubernetes' merge, which
+    imports Airflow, so core receives it instead of importing it).
     """
     loaded = load_template(template)
     job: JsonDict = {"apiVersion": "batch/v1", "kind": "Job"}
@@ -217,10 +222,10 @@ def build_job(
     pod_meta = _sub(pod_template, "metadata")
     pod_spec = _sub(pod_template, "spec")
     if pod is not None and not pod.is_empty():
-        from airflow_batchjob.core.podsettings import apply_pod_layers
-
+        if lay_pod is None:
+            raise TypeError("build_job: Pod settings given without lay_pod to lay them")
         main = container.name if container is not None else ContainerParams.name
-        for line in apply_pod_layers(job, pod, main, container.env if container is not None else None):
+        for line in lay_pod(job, pod, main, container.env if container is not None else None):
             if on_override is not None:
                 on_override(line)
         pod_template = spec["template"]

@@ -29,14 +29,10 @@ from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.manifest import is_template_file
 from airflow_batchjob.core.outcome import JobOutcome
 from airflow_batchjob.core.podsecurity import PodSecurity
-from airflow_batchjob.core.podsettings import PodSettings, check_settings, job_layers
+from airflow_batchjob.core.podsettings import PodSettings
 from airflow_batchjob.core.results import add_result_env
 from airflow_batchjob.core.specvalues import SPEC_FIELDS
-from airflow_batchjob.exceptions import (
-    InvalidJobTemplateError,
-    InvalidResultError,
-    JobFailedError,
-)
+from airflow_batchjob.exceptions import InvalidJobTemplateError, InvalidResultError, JobFailedError
 from airflow_batchjob.operators.adopting import JobAdopting
 from airflow_batchjob.operators.base import (  # noqa: F401 (re-exported: the names users import from here)
     DEFER_AFTER,
@@ -45,6 +41,7 @@ from airflow_batchjob.operators.base import (  # noqa: F401 (re-exported: the na
     run_wait,
 )
 from airflow_batchjob.operators.compat import PeerCompat
+from airflow_batchjob.operators.podlayers import apply_pod_layers, check_settings, job_layers
 from airflow_batchjob.operators.templated import TemplatedSpec
 
 if TYPE_CHECKING:
@@ -376,6 +373,7 @@ class BatchJobOperator(TemplatedSpec, PeerCompat, JobAdopting, BaseBatchJobOpera
                 container=self._container(),
                 overrides=self.given_overrides(),
                 pod=pod,
+                lay_pod=apply_pod_layers,
             )
             self._add_skip_rule(body)
         except InvalidJobSpecError as e:
@@ -437,6 +435,7 @@ class BatchJobOperator(TemplatedSpec, PeerCompat, JobAdopting, BaseBatchJobOpera
                 labels=labels,
                 annotations=annotations,
                 pod=self.pod_settings(),
+                lay_pod=apply_pod_layers,
                 on_override=lambda line: self.log.warning("Pod setting replaced: %s", line),
             )
             self._add_skip_rule(body)

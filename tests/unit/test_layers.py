@@ -53,9 +53,6 @@ FORBIDDEN_EXTERNAL: dict[str, set[str]] = {
     "plugins": {"kubernetes", "kubernetes_asyncio"},
 }
 KNOWN: dict[tuple[str, str], str] = {
-    ("core.podsettings", "airflow"): (
-        "the Pod parameters reconciled through cncf.kubernetes' PodGenerator; moves up a layer (issue 27)"
-    ),
     ("core.batchmap", "worker"): (
         "ships worker/batch_map_boot.py's source and reads its exit codes: the boot script runs "
         "alone in the image's Python, so it cannot import core"
@@ -65,7 +62,7 @@ MAX_LINES = 450
 # Modules past the limit, each at most its size today (issue 27 splits them): it may only shrink.
 OVERSIZE = {
     "airflow_batchjob/operators/indexed.py": 456,
-    "airflow_batchjob/operators/job.py": 492,
+    "airflow_batchjob/operators/job.py": 491,
     "localcluster/cluster.py": 723,
     "localcluster/nodeagent.py": 996,
 }

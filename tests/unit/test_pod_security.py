@@ -25,6 +25,7 @@ from airflow_batchjob.operators.compat import warning_text
 from airflow_batchjob.operators.indexed import IndexedJobOperator
 from airflow_batchjob.operators.job import BatchJobOperator
 from airflow_batchjob.operators.jobgroup import JobGroupOperator
+from airflow_batchjob.operators.podlayers import apply_pod_layers
 from airflow_batchjob.operators.queue import QueueJobOperator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +45,7 @@ def built(**pod: Any) -> dict[str, Any]:
         namespace="ns",
         container=ContainerParams(image="busybox", cmds=["true"]),
         pod=PodSettings(pod_security="restricted", **pod),
+        lay_pod=apply_pod_layers,
     )
     return dict(body["spec"]["template"])
 

@@ -10,9 +10,10 @@ from kubernetes.client import models as k8s
 
 from airflow_batchjob.core.build import ContainerParams, build_job
 from airflow_batchjob.core.errors import InvalidJobSpecError
-from airflow_batchjob.core.podsettings import PodSettings, job_layers
+from airflow_batchjob.core.podsettings import PodSettings
 from airflow_batchjob.exceptions import InvalidJobTemplateError
 from airflow_batchjob.operators.job import BatchJobOperator
+from airflow_batchjob.operators.podlayers import apply_pod_layers, job_layers
 
 
 def _template(*containers: dict[str, Any], **pod: Any) -> dict[str, Any]:
@@ -29,6 +30,7 @@ def _build(
         template=template,
         container=ContainerParams(**container),
         pod=pod,
+        lay_pod=apply_pod_layers,
         on_override=lines.append,
         labels={"batchjob.airflow.io/task": "t"},
     )
