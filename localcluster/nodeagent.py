@@ -42,13 +42,12 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from localcluster import crilog
+from localcluster import agentimages, crilog
 from localcluster.agentlogs import LogHandler
 
 log = logging.getLogger("nodeagent")
 
 PODEXEC = str(Path(__file__).with_name("podexec.py"))
-UNPULLABLE_REGISTRY = "unpullable.invalid/"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _VAR_REF = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 _FIELD_REF = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
@@ -372,6 +371,7 @@ class PodRunner(threading.Thread):
         cmd = [expand(a, env) for a in spec.get("command") or []]
         args = [expand(a, env) for a in spec.get("args") or []]
         argv = cmd + args
+        argv = agentimages.host_argv(argv)
         if not argv:
             raise ConfigError(
                 "CreateContainerError", "no command or args: the node agent has no image entrypoint"
@@ -510,23 +510,15 @@ class PodRunner(threading.Thread):
 
     def image_pull(self, c: Container) -> bool:
         """Images under the reserved registry never pull; report it like the kubelet, until deleted."""
-        image = str(c.spec.get("image", ""))
-        if not image.startswith(UNPULLABLE_REGISTRY):
-            return True
         attempt = 0
-        while not self.stop.is_set():
-            reason = "ErrImagePull" if attempt % 2 == 0 else "ImagePullBackOff"
-            msg = (
-                f'failed to pull and unpack image "{image}": failed to resolve reference: '
-                f"{UNPULLABLE_REGISTRY.rstrip('/')} is a reserved unpullable registry"
-            )
-            if reason == "ImagePullBackOff":
-                msg = f'Back-off pulling image "{image}": ErrImagePull: {msg}'
-            c.state = {"waiting": {"reason": reason, "message": msg}}
+        while (waiting := agentimages.pull_error(str(c.spec.get("image", "")), attempt)) is not None:
+            if self.stop.is_set():
+                return False
+            c.state = {"waiting": waiting}
             self.report()
             attempt += 1
             self.stop.wait(2.0)
-        return False
+        return True
 
     def run_init(self, c: Container, vols: dict[str, Path]) -> bool:
         while True:

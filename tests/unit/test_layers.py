@@ -64,7 +64,7 @@ OVERSIZE = {
     "airflow_batchjob/operators/indexed.py": 456,
     "airflow_batchjob/operators/job.py": 491,
     "localcluster/cluster.py": 723,
-    "localcluster/nodeagent.py": 996,
+    "localcluster/nodeagent.py": 988,
 }
 
 
