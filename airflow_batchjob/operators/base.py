@@ -20,6 +20,7 @@ from airflow_batchjob.config import default_deferrable
 from airflow_batchjob.core.errors import InvalidJobSpecError
 from airflow_batchjob.core.items import check_items_param
 from airflow_batchjob.core.kueue import settings as kueue_settings
+from airflow_batchjob.core.outcome import JobOutcome, JobState
 from airflow_batchjob.exceptions import (
     InvalidJobTemplateError,
 )
@@ -27,6 +28,7 @@ from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
 from airflow_batchjob.links import BatchViewLinks
 from airflow_batchjob.operators.finishing import JobFinishing
 from airflow_batchjob.operators.waiting import DEFER_AFTER, decided_event, run_wait
+from airflow_batchjob.triggers.completion import completion_spec
 from airflow_batchjob.triggers.job import JobTrigger, wait_for_job
 
 __all__ = [  # what the operators and users import from here
@@ -297,6 +299,7 @@ class BaseBatchJobOperator(BatchViewLinks, ClusterConnection, JobFinishing, Base
                     propagation_policy=self.propagation_policy,
                     **self.trigger_options(deadline),
                     **self.kueue_wait(),
+                    completion=completion_spec(self, context["ti"]),
                 ),
                 method_name="execute_complete",
             )
@@ -366,6 +369,14 @@ class BaseBatchJobOperator(BatchViewLinks, ClusterConnection, JobFinishing, Base
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         raise NotImplementedError
+
+    def completes_in_triggerer(self, event: dict[str, Any]) -> bool:
+        """Whether the trigger ends the task on this event (``triggers/completion.py``): a Job that
+        succeeded. Anything else resumes on a worker, which raises as usual."""
+        job = event.get("job")
+        if event.get("status") != "met" or not job:
+            return False
+        return JobOutcome.from_dict(job).state is JobState.SUCCEEDED
 
     def log_peer_notes(self) -> None:
         """Say once, at execute, which cncf.kubernetes parameters given have no effect here."""

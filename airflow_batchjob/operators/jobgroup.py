@@ -42,6 +42,7 @@ from airflow_batchjob.exceptions import (
 from airflow_batchjob.hooks.batchjob import BatchJobHook
 from airflow_batchjob.operators.base import items_at_parse
 from airflow_batchjob.operators.job import BatchJobOperator
+from airflow_batchjob.triggers.completion import completion_spec
 from airflow_batchjob.triggers.jobgroup import JobGroupTrigger, wait_for_group
 
 if TYPE_CHECKING:
@@ -311,11 +312,16 @@ class JobGroupOperator(BatchJobOperator):
                     goal=goal.to_dict(),
                     max_active=self.max_active_jobs,
                     **self.trigger_options(deadline),
+                    completion=completion_spec(self, context["ti"]),
                 ),
                 method_name="execute_complete",
             )
         event.update(namespace=namespace, label_selector=selector)
         return self.execute_complete(context, event)
+
+    def completes_in_triggerer(self, event: dict[str, Any]) -> bool:
+        """A group whose every Job finished without a failure ends in the triggerer."""
+        return event.get("status") == "met" and (event.get("counts") or {}).get("failed") == 0
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         if self.resumed_without_event(context, event):

@@ -7,13 +7,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.triggers.base import BaseTrigger
 
 from airflow_batchjob._compat import AirflowSensorTimeout
 from airflow_batchjob.config import default_deferrable
 from airflow_batchjob.exceptions import BatchJobError, JobFailedSensorError
 from airflow_batchjob.hooks.batchjob import BatchJobHook, ClusterConnection
 from airflow_batchjob.links import WatchedJobsView
+from airflow_batchjob.triggers.base import WaitTrigger
+from airflow_batchjob.triggers.completion import completion_spec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -62,7 +63,7 @@ class BaseJobWatchSensor(WatchedJobsView, ClusterConnection, BaseSensorOperator)
     def _namespace(self) -> str:
         return self.namespace or BatchJobHook(self.conn()).default_namespace()
 
-    def trigger(self, namespace: str, deadline: float | None) -> BaseTrigger:
+    def trigger(self, namespace: str, deadline: float | None) -> WaitTrigger:
         raise NotImplementedError
 
     def execute(self, context: Context) -> Any:
@@ -72,11 +73,17 @@ class BaseJobWatchSensor(WatchedJobsView, ClusterConnection, BaseSensorOperator)
         if isinstance(first, PokeReturnValue) and first.is_done:
             return first.xcom_value
         deadline = time.time() + self.timeout if self.timeout else None
+        trigger = self.trigger(self._namespace(), deadline)
+        trigger.completion = completion_spec(self, context["ti"])  # met: the sensor ends there
         self.defer(
-            trigger=self.trigger(self._namespace(), deadline),
+            trigger=trigger,
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=self.timeout) if self.timeout else None,
         )
+
+    def completes_in_triggerer(self, event: dict[str, Any]) -> bool:
+        """A goal met ends the sensor in the triggerer (``triggers/completion.py``)."""
+        return event.get("status") == "met"
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         if event is None:  # resumed although the trigger never fired (its process died): start over

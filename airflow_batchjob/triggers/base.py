@@ -1,5 +1,6 @@
 """What the provider's triggers share: serialising only what differs from the defaults, and
-running one wait whose event is held until the task's defer-exit has surely been reported."""
+running one wait that ends a succeeded task in the triggerer or hands its event to a worker once
+the task's defer-exit has surely been reported."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_batchjob import config
+from airflow_batchjob.triggers.completion import complete
 
 
 class SerializedByDefaults(BaseTrigger):
@@ -56,7 +58,9 @@ class ProgressLog:
 # Airflow's open defer race (apache/airflow#71580, #72716): the worker's exit after ``defer()`` is
 # reported by the executor as a "success" of the try, and the scheduler handles that report some
 # time later. If the trigger fires first and the resumed try is already queued or running by then,
-# the scheduler takes the stale report for a task killed behind its back and fails the try. So a
+# the scheduler takes the stale report for a task killed behind its back and fails the try. A
+# success ends in the triggerer instead (triggers/completion.py: no resumed try). An event that
+# resumes on a worker (a failure; any on Airflow 3.0) is held: its
 # trigger never fires sooner than this after it starts running (it starts after the task deferred):
 # long enough for the scheduler to have drained the report (docs/design.md has the
 # measured window). An event that comes later is not held at all. A deployment sets it with
@@ -87,6 +91,7 @@ class WaitTrigger(SerializedByDefaults):
     """
 
     settle_seconds: float | None
+    completion: dict[str, Any] | None = None
 
     @abc.abstractmethod
     async def _wait(self) -> dict[str, Any]:
@@ -108,5 +113,16 @@ class WaitTrigger(SerializedByDefaults):
             event = self._error_event(e)
         event.update(self._identity())
         event.pop("log_positions", None)  # only a wait that hands over needs them
+        # A success ends here: no worker resumes, no race (triggers/completion.py). Only in a
+        # triggerer (it gives the trigger its task instance): `dags test` runs the trigger in line
+        # and resumes the task with whatever event it yields.
+        in_triggerer = getattr(self, "task_instance", None) is not None
+        if (
+            self.completion
+            and in_triggerer
+            and await asyncio.to_thread(complete, self.completion, event, self.log)
+        ):
+            yield TaskSuccessEvent()
+            return
         await settle(started, settle_seconds(self.settle_seconds), self.log)
         yield TriggerEvent(event)

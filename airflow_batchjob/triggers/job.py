@@ -211,6 +211,8 @@ class JobTrigger(WaitTrigger):
         (``triggers/podlogs.py``); default: no logs.
     :param kueue: the Job's Kueue settings (``core/kueue.KueueSettings.to_dict()``): follow its
         Workload (default: none).
+    :param completion: how to end the task here when the wait decides a success
+        (``triggers/completion.completion_spec``); default: the task always resumes on a worker.
     """
 
     def __init__(
@@ -232,8 +234,10 @@ class JobTrigger(WaitTrigger):
         settle_seconds: float | None = None,
         logs: dict[str, Any] | None = None,
         kueue: dict[str, Any] | None = None,
+        completion: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.completion = completion
         self.kueue = kueue
         self.settle_seconds = settle_seconds
         self.logs = logs

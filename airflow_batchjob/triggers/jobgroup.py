@@ -139,6 +139,8 @@ class JobGroupTrigger(WaitTrigger):
         ``[batchjob] defer_settle_seconds``, 15); 0 turns it off.
     :param logs: what to show of the Pods' logs, as the operators' ``log_settings()`` dict
         (``triggers/podlogs.py``); default: no logs.
+    :param completion: how to end the task here when the wait decides a success
+        (``triggers/completion.completion_spec``); default: the task always resumes on a worker.
     """
 
     def __init__(
@@ -157,8 +159,10 @@ class JobGroupTrigger(WaitTrigger):
         pending_timeout: float | None = None,
         settle_seconds: float | None = None,
         logs: dict[str, Any] | None = None,
+        completion: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.completion = completion
         self.settle_seconds = settle_seconds
         self.logs = logs
         self.diagnose_interval = diagnose_interval

@@ -9,6 +9,7 @@ cluster.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,9 @@ SETTINGS: dict[str, Any] = {
     "logs": {"containers": ["main"], "max_streams": 2, "max_lines": 10, "tail_lines": 50},
 }
 
+
+# The task instance a worker's context holds (the trigger gets how to end the task in the triggerer).
+CONTEXT: Any = {"ti": SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)}
 
 OPERATOR: dict[str, Any] = {
     **{k: v for k, v in SETTINGS.items() if k != "logs"},
@@ -48,7 +52,7 @@ def test_job_wait_settings_reach_the_trigger() -> None:
         task_id="t", namespace="ns", image="busybox", cmds=["true"], defer_after=0, **OPERATOR
     )
     with pytest.raises(TaskDeferred) as deferred:
-        op.wait({}, "ns", "job-1", "uid-1")  # type: ignore[arg-type]
+        op.wait(CONTEXT, "ns", "job-1", "uid-1")
     _carried(op, deferred.value.trigger)
     assert deferred.value.trigger.delete_on_kill is True
 
@@ -64,6 +68,6 @@ def test_group_wait_settings_reach_the_trigger() -> None:
         **OPERATOR,
     )
     with pytest.raises(TaskDeferred) as deferred:
-        op.wait_group({}, "ns", "jobgroup=g", 2)  # type: ignore[arg-type]
+        op.wait_group(CONTEXT, "ns", "jobgroup=g", 2)
     _carried(op, deferred.value.trigger)
     assert deferred.value.trigger.delete_on_kill is True
