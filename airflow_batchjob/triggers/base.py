@@ -92,6 +92,13 @@ class WaitTrigger(SerializedByDefaults):
 
     settle_seconds: float | None
     completion: dict[str, Any] | None = None
+    kubernetes_conn_id: str
+    deadline: float | None
+    progress_interval: float
+    diagnostics: bool
+    diagnose_interval: float
+    pending_timeout: float | None
+    logs: dict[str, Any] | None
 
     @abc.abstractmethod
     async def _wait(self) -> dict[str, Any]:
@@ -104,6 +111,20 @@ class WaitTrigger(SerializedByDefaults):
     @abc.abstractmethod
     def _identity(self) -> dict[str, Any]:
         """What the event repeats of the trigger's arguments, so the task knows what it waited on."""
+
+    def wait_settings(self) -> dict[str, Any]:
+        """What every kind of wait takes, as the operators' ``wait_options()`` give it to a wait
+        in the worker (tests/unit/test_wait_settings.py keeps the two in step)."""
+        return {
+            "kubernetes_conn_id": self.kubernetes_conn_id,
+            "deadline": self.deadline,
+            "progress": self.log.info,
+            "progress_interval": self.progress_interval,
+            "diagnostics": self.diagnostics,
+            "diagnose_interval": self.diagnose_interval,
+            "pending_timeout": self.pending_timeout,
+            "logs": self.logs,
+        }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         started = time.monotonic()

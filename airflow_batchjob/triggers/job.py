@@ -262,15 +262,8 @@ class JobTrigger(WaitTrigger):
             label_selector=self.label_selector,
             job_uid=self.job_uid,
             wait=WaitFor.from_dict(self.wait_for),
-            kubernetes_conn_id=self.kubernetes_conn_id,
-            deadline=self.deadline,
-            progress=self.log.info,
-            progress_interval=self.progress_interval,
-            diagnostics=self.diagnostics,
-            diagnose_interval=self.diagnose_interval,
-            pending_timeout=self.pending_timeout,
-            logs=self.logs,
             kueue=self.kueue,
+            **self.wait_settings(),
         )
 
     def _error_event(self, error: Exception) -> dict[str, Any]:

@@ -183,14 +183,7 @@ class JobGroupTrigger(WaitTrigger):
             label_selector=self.label_selector,
             goal=GroupGoal.from_dict(self.goal),
             max_active=self.max_active,
-            kubernetes_conn_id=self.kubernetes_conn_id,
-            deadline=self.deadline,
-            progress=self.log.info,
-            progress_interval=self.progress_interval,
-            diagnostics=self.diagnostics,
-            diagnose_interval=self.diagnose_interval,
-            pending_timeout=self.pending_timeout,
-            logs=self.logs,
+            **self.wait_settings(),
         )
 
     def _error_event(self, error: Exception) -> dict[str, Any]:

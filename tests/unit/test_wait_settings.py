@@ -45,6 +45,8 @@ def _carried(op: BaseBatchJobOperator, trigger: Any) -> None:
     assert shared == set(SETTINGS), "a new wait setting must be added to SETTINGS (and to the triggers)"
     for key in sorted(shared):
         assert getattr(trigger, key) == options[key] == SETTINGS[key], key
+    # ... and the trigger hands the wait the same set of settings as the worker's wait gets.
+    assert set(trigger.wait_settings()) == set(options)
 
 
 def test_job_wait_settings_reach_the_trigger() -> None:
