@@ -22,11 +22,6 @@ AIRFLOW_HOME = Path(os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefi
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(Path(__file__).parent / "dags"))
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
-# dag.test() and `airflow tasks test` run the task, its trigger and its resumption in one process:
-# there is no executor report for a trigger to race (triggers/base.py), so the hold would only
-# slow these tests down. The tests on the real services (tests/stack, localcluster.demo) run
-# Airflow without this override (AirflowStack drops it), with the default hold.
-os.environ.setdefault("AIRFLOW__BATCHJOB__DEFER_SETTLE_SECONDS", "0")
 
 
 @pytest.fixture(scope="session")

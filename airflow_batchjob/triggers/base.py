@@ -112,6 +112,16 @@ class WaitTrigger(SerializedByDefaults):
     def _identity(self) -> dict[str, Any]:
         """What the event repeats of the trigger's arguments, so the task knows what it waited on."""
 
+    def in_triggerer(self) -> bool:
+        """Whether a triggerer runs this trigger (it gives the trigger its task instance), not
+        `dags test` or `tasks test`, which run it in line, in the task's own process."""
+        return getattr(self, "task_instance", None) is not None
+
+    def hold_seconds(self) -> float:
+        """How long after it starts the trigger holds an event a worker resumes on: in line there
+        is no executor whose report could race the resumed task, so no hold."""
+        return settle_seconds(self.settle_seconds) if self.in_triggerer() else 0.0
+
     def wait_settings(self) -> dict[str, Any]:
         """What every kind of wait takes, as the operators' ``wait_options()`` give it to a wait
         in the worker (tests/unit/test_wait_settings.py keeps the two in step)."""
@@ -134,16 +144,13 @@ class WaitTrigger(SerializedByDefaults):
             event = self._error_event(e)
         event.update(self._identity())
         event.pop("log_positions", None)  # only a wait that hands over needs them
-        # A success ends here: no worker resumes, no race (triggers/completion.py). Only in a
-        # triggerer (it gives the trigger its task instance): `dags test` runs the trigger in line
-        # and resumes the task with whatever event it yields.
-        in_triggerer = getattr(self, "task_instance", None) is not None
+        # A success ends here: no worker resumes, no race (triggers/completion.py).
         if (
             self.completion
-            and in_triggerer
+            and self.in_triggerer()
             and await asyncio.to_thread(complete, self.completion, event, self.log)
         ):
             yield TaskSuccessEvent()
             return
-        await settle(started, settle_seconds(self.settle_seconds), self.log)
+        await settle(started, self.hold_seconds(), self.log)
         yield TriggerEvent(event)

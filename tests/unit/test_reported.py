@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from airflow_batchjob.core.reported import (
@@ -78,7 +79,7 @@ def test_settle_holds_an_early_event_only() -> None:
 
 
 def test_triggers_settle_by_default_and_serialize_a_changed_value(monkeypatch: Any) -> None:
-    monkeypatch.delenv("AIRFLOW__BATCHJOB__DEFER_SETTLE_SECONDS", raising=False)  # conftest's
+    monkeypatch.delenv("AIRFLOW__BATCHJOB__DEFER_SETTLE_SECONDS", raising=False)
     trigger = JobTrigger(namespace="ns", job_name="j")
     assert trigger.settle_seconds is None and settle_seconds(None) == SETTLE_SECONDS > 0
     assert "settle_seconds" not in trigger.serialize()[1]
@@ -87,6 +88,16 @@ def test_triggers_settle_by_default_and_serialize_a_changed_value(monkeypatch: A
     assert (
         JobTrigger(namespace="ns", job_name="j", settle_seconds=1.0).serialize()[1]["settle_seconds"] == 1.0
     )
+
+
+def test_only_a_trigger_a_triggerer_runs_holds_its_event(monkeypatch: Any) -> None:
+    """`dags test` and `tasks test` run the trigger in the task's own process (no task instance
+    on the trigger): no executor report can race the resumed task there, so nothing is held."""
+    monkeypatch.delenv("AIRFLOW__BATCHJOB__DEFER_SETTLE_SECONDS", raising=False)
+    trigger = JobTrigger(namespace="ns", job_name="j")
+    assert not trigger.in_triggerer() and trigger.hold_seconds() == 0.0
+    trigger.task_instance = SimpleNamespace(task_id="t")  # as a triggerer sets it before running it
+    assert trigger.in_triggerer() and trigger.hold_seconds() == SETTLE_SECONDS
 
 
 class _NoLog:
