@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from localcluster import brokers, certs
+from localcluster import brokers, certs, procs
 from localcluster.brokers import (  # noqa: F401  (public names of this module before brokers.py)
     RABBITMQ_SERVER,
     broker_addresses,
@@ -132,7 +132,7 @@ def wait_for(
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if pid is not None and not _exists(pid):
+        if pid is not None and not procs.exists(pid):
             timeout = 0
             break
         try:
@@ -556,15 +556,7 @@ def alive(st: State) -> bool:
 
 def restart(st: State, name: str, down_seconds: float = 0.0) -> None:
     """Stop one component (SIGTERM, then SIGKILL) and start it again with the same command line."""
-    pid = st.pids[name]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
-        deadline = time.monotonic() + 10
-        while _exists(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not _exists(pid):
-            break
+    procs.stop_group(st.pids[name])
     time.sleep(down_seconds)
     spawn(st, name, st.commands[name], st.envs[name])
     logs = Path(st.dir) / "logs" / f"{name}.log"
@@ -592,7 +584,9 @@ def down(d: Path) -> None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, sig)
             deadline = time.monotonic() + 10
-            while sig == signal.SIGTERM and time.monotonic() < deadline and any(_exists(p) for p in groups):
+            while (
+                sig == signal.SIGTERM and time.monotonic() < deadline and any(procs.exists(p) for p in groups)
+            ):
                 time.sleep(0.1)
         sweep_containers(d)
         if st.node == "real":
@@ -635,17 +629,6 @@ def remove_later(d: Path) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie of ours counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def sweep_containers(d: Path) -> None:

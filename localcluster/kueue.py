@@ -25,7 +25,6 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from localcluster import certs
+from localcluster import certs, procs
 from localcluster import cluster as lc
 
 VERSION = os.environ.get("KUEUE_VERSION", "v0.17.0")
@@ -188,9 +187,7 @@ def _metrics_certs() -> None:
 
 def running_pid(st: lc.State) -> int | None:
     """The manager's process group (its watchdog shell), from ``<dir>/kueue/pid``, if it runs."""
-    pidfile = Path(st.dir) / "kueue" / "pid"
-    pid = int(pidfile.read_text()) if pidfile.exists() else None
-    return pid if pid is not None and lc._exists(pid) else None
+    return procs.recorded_pid(Path(st.dir) / "kueue" / "pid")
 
 
 def _healthy(port: int, path: str) -> bool:
@@ -276,14 +273,7 @@ def down(d: Path) -> None:
         return
     pid = running_pid(st)
     if pid is not None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, sig)
-            deadline = time.monotonic() + 10
-            while lc._exists(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if not lc._exists(pid):
-                break
+        procs.stop_group(pid)
     kdir = Path(st.dir) / "kueue"
     if (kdir / "ports.json").exists() and lc.alive(st):
         ports = json.loads((kdir / "ports.json").read_text())

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster import cluster as lc
+from localcluster import procs
 
 LABEL = "batchjob.local/kwok"  # on kwok's Nodes (kwok manages exactly these) and in the taint
 NODE_PREFIX = "kwok-node-"
@@ -181,9 +180,7 @@ def up(d: Path, nodes: int = 1, pod_seconds: float = 1.0) -> lc.State:
 
 def running_pid(st: lc.State) -> int | None:
     """kwok's process group (the watchdog shell) if it runs, from ``<dir>/kwok/pid``."""
-    pidfile = Path(st.dir) / "kwok" / "pid"
-    pid = int(pidfile.read_text()) if pidfile.exists() else None
-    return pid if pid is not None and lc._exists(pid) else None
+    return procs.recorded_pid(Path(st.dir) / "kwok" / "pid")
 
 
 def down(d: Path) -> None:
@@ -193,14 +190,7 @@ def down(d: Path) -> None:
         return
     pid = running_pid(st)
     if pid is not None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, sig)
-            deadline = time.monotonic() + 10
-            while lc._exists(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if not lc._exists(pid):
-                break
+        procs.stop_group(pid)
     with contextlib.suppress(Exception):
         for n in kwok_nodes(st):
             with contextlib.suppress(urllib.error.HTTPError):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster import cluster as lc
+from localcluster import procs
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 # The node-lifecycle controller marks a silent node Unknown after the grace period and taints
@@ -127,7 +128,7 @@ def kill(st: lc.State, name: str) -> None:
     pid = st.pids[name]
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    lc.wait_for(f"{name} to die", lambda: not lc._exists(pid), 10)
+    lc.wait_for(f"{name} to die", lambda: not procs.exists(pid), 10)
 
 
 def start(st: lc.State, name: str, timeout: float = 120) -> float:
@@ -153,7 +154,7 @@ def start(st: lc.State, name: str, timeout: float = 120) -> float:
 
 def ensure(st: lc.State, name: str) -> None:
     """Start ``name`` if it is not running: a failed test must not leave the node broken."""
-    if not lc._exists(st.pids[name]):
+    if not procs.exists(st.pids[name]):
         start(st, name)
 
 
