@@ -12,6 +12,7 @@ export PATH="$VENV/bin:$PATH"
 # shellcheck source=scripts/node.sh
 source "$ROOT/scripts/node.sh"
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
+python -m localcluster.stale "$CACHE/clusters"  # what runs killed from outside left
 export BATCHJOB_CLUSTER_DIR="$CACHE/clusters/demo-$$"
 trap 'python -m localcluster down --dir "$BATCHJOB_CLUSTER_DIR"' EXIT
 # Pods run as real containers (kubelet + containerd) where the machine can run them, else under

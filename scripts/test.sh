@@ -52,6 +52,8 @@ FLOOR_LANE=(-m "not docs" tests/unit tests/brokers tests/conformance tests/stack
 WHEEL_LANE=(-m wheel tests/wheel)
 
 CACHE=${BATCHJOB_CACHE:-$HOME/.cache/airflow-batchjob}
+# A run killed from outside (a CI time limit) leaves its clusters, mounts and gigabytes behind.
+python -m localcluster.stale "$CACHE/clusters"
 AGENT_DIR="$CACHE/clusters/test-$$"
 REAL_DIR="$CACHE/clusters/real-$$"
 FLOOR_DIR="$CACHE/clusters/floor-$$"
