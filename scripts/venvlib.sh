@@ -8,7 +8,7 @@ refresh_editable() {
 print(json.dumps(tomllib.load(open(sys.argv[1], "rb"))["project"], sort_keys=True))' "$ROOT/pyproject.toml" |
     sha256sum | cut -c1-12)
   if [[ $(cat "$venv/.project" 2>/dev/null) != "$meta" ]] ||
-    ! "$venv/bin/python" -c "import airflow_batchjob, sys; sys.exit(0 if airflow_batchjob.__file__.startswith('$ROOT/') else 1)" 2>/dev/null; then
+    ! "$venv/bin/python" -I -c "import airflow_batchjob, sys; sys.exit(0 if airflow_batchjob.__file__.startswith('$ROOT/') else 1)" 2>/dev/null; then
     "$@" >&2
     echo "$meta" >"$venv/.project"
   fi

@@ -52,7 +52,19 @@ class RabbitQueue:
     def connect(self) -> pika.BlockingConnection:
         import pika
 
-        return pika.BlockingConnection(self.params)
+        # When the broker drops a connection between the TCP connect and pika's first look at the
+        # socket, pika (1.3) raises a bare ValueError ("Expected connected socket ...") that its
+        # own connection_attempts do not retry: seen in CI under load (a pre-fill task failed its
+        # try). It is retried here the way pika retries its other connect errors.
+        attempts = max(1, int(self.params.connection_attempts or 1))
+        for attempt in range(1, attempts + 1):
+            try:
+                return pika.BlockingConnection(self.params)
+            except ValueError as e:
+                if "Expected connected socket" not in str(e) or attempt == attempts:
+                    raise
+                time.sleep(float(self.params.retry_delay or 1))
+        raise AssertionError("unreachable")
 
     def prefill(self, texts: Sequence[str], batch: int = 10_000) -> int:
         """Fill the queue with ``texts``: persistent messages, publisher confirms, ``batch`` in flight.
