@@ -35,10 +35,13 @@ OPTIONS: dict[str, Option] = {
     ),
     "complete_in_triggerer": Option(
         "boolean",
-        "True",
+        "False",
         "A deferred task whose Jobs succeeded ends in the triggerer (Airflow's TaskSuccessEvent, with "
-        "the same XComs), instead of resuming on a worker: faster, and immune to Airflow's defer race. "
-        "Read by the worker when the task defers. False: every deferred task resumes on a worker.",
+        "the same XComs written through the triggerer), instead of resuming on a worker: no second "
+        "worker start, and immune to Airflow's defer race. Off by default: on Airflow 3.3 with "
+        "PostgreSQL and two triggerers under load, a triggerer writing many such XComs stopped "
+        "heartbeating for 18-29 s (docs: design, Airflow's defer race). Read by the worker when the "
+        "task defers; needs a triggerer that takes XCom writes (not Airflow 3.0).",
     ),
     "watch_timeout_seconds": Option(
         "integer",

@@ -58,9 +58,9 @@ class ProgressLog:
 # Airflow's open defer race (apache/airflow#71580, #72716): the worker's exit after ``defer()`` is
 # reported by the executor as a "success" of the try, and the scheduler handles that report some
 # time later. If the trigger fires first and the resumed try is already queued or running by then,
-# the scheduler takes the stale report for a task killed behind its back and fails the try. A
-# success ends in the triggerer instead (triggers/completion.py: no resumed try). An event that
-# resumes on a worker (a failure; any on Airflow 3.0) is held: its
+# the scheduler takes the stale report for a task killed behind its back and fails the try. With
+# [batchjob] complete_in_triggerer a success ends in the triggerer instead (triggers/completion.py:
+# no resumed try). An event that resumes on a worker is held: its
 # trigger never fires sooner than this after it starts running (it starts after the task deferred):
 # long enough for the scheduler to have drained the report (docs/design.md has the
 # measured window). An event that comes later is not held at all. A deployment sets it with

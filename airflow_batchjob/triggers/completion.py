@@ -15,7 +15,7 @@ through the triggerer as a worker does, then ends the task. Only a decided succe
 ends here (the operator's ``completes_in_triggerer`` says which events are one): a failure goes back
 to the worker, which raises with the failing Pods' logs and lets Airflow retry as usual. Anything
 unexpected on the way (an error, a setting that does not travel) hands the event to the worker too:
-slower, never wrong. ``[batchjob] complete_in_triggerer = False`` turns it off.
+slower, never wrong. Off unless ``[batchjob] complete_in_triggerer = True`` (why: docs/design.md).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,13 +105,23 @@ def triggerer_sets_xcoms() -> bool:
     return hasattr(triggerer_job_runner, "SetXCom")
 
 
+# One XCom write at a time from this triggerer. Each is a blocking call of the triggerer's
+# supervisor to the API server, and the supervisor handles every request its trigger runner has
+# queued before it heartbeats: thirty completions writing at once on a loaded machine (0.5 s a
+# write) kept one from heartbeating for 18 s, its triggers went to the other triggerer, and the
+# first then cancelled them as killed (CI run ci9, test_ha_failover). One at a time, it heartbeats
+# between any two.
+_XCOM_WRITES = threading.Lock()
+
+
 def _push(ti: dict[str, Any], xcoms: dict[str, Any]) -> None:
     """Write the XComs as the worker would (the return value last, as Airflow does)."""
     from airflow.sdk.execution_time.xcom import XCom
 
     where = {k: ti[k] for k in ("dag_id", "task_id", "run_id", "map_index")}
     for key in sorted(xcoms, key=lambda k: k == "return_value"):
-        XCom.set(key, xcoms[key], **where)
+        with _XCOM_WRITES:
+            XCom.set(key, xcoms[key], **where)
 
 
 @dataclass

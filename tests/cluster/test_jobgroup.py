@@ -175,6 +175,10 @@ def test_bad_items_fail_before_anything_is_created(
     assert not jobs_in(api_client, namespace)
 
 
+# 200 Jobs of one shell test each: the subject is the fan-out and its per-item table, not what a
+# container does. 144 s of the real-node lane (the suite's longest) in CI run ci9; the agent
+# starts Pods several times faster.
+@pytest.mark.agent_node
 def test_two_hundred_items_in_one_task(run_dag: Any, namespace: str) -> None:
     items = [{"id": i, "name": f"part-{i}"} for i in range(200)]
     with new_dag("many") as dag:

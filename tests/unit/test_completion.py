@@ -29,6 +29,14 @@ from airflow_batchjob.triggers.job import JobTrigger
 
 TI = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=None, try_number=2, max_tries=3)
 LOG = logging.getLogger("test_completion")
+
+
+@pytest.fixture(autouse=True)
+def _turned_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``[batchjob] complete_in_triggerer`` is off by default; these tests are about it on."""
+    monkeypatch.setenv("AIRFLOW__BATCHJOB__COMPLETE_IN_TRIGGERER", "True")
+
+
 # A spec is made only for a triggerer that can write XComs (Airflow 3.3 here, not the 3.0 floor).
 needs_xcom_writes = pytest.mark.skipif(
     not triggerer_sets_xcoms(), reason="this Airflow's triggerer writes no XComs"
@@ -90,8 +98,8 @@ def test_a_task_that_mapped_tasks_expand_over_finishes_on_a_worker() -> None:
     assert completion_spec(in_dag(make), TI) is None
 
 
-def test_the_setting_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW__BATCHJOB__COMPLETE_IN_TRIGGERER", "False")
+def test_it_is_off_unless_the_deployment_turns_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW__BATCHJOB__COMPLETE_IN_TRIGGERER")
     assert completion_spec(in_dag(lambda: JobSensor(task_id="s", job_name="j", namespace="ns")), TI) is None
 
 
