@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from airflow_batchjob.core import naming
+from benchmarks import _common as c
 
 DECIDED = ("SuccessCriteriaMet", "Complete", "FailureTarget", "Failed")
 PRE_EXECUTE = "::group::Pre Execute"  # the first line a task process writes: one per worker start
@@ -109,8 +112,10 @@ def job_key(job: dict[str, Any]) -> tuple[str, str, int] | None:
     meta = job["metadata"]
     ann = meta.get("annotations") or {}
     if naming.ANNOTATION_DAG_ID in ann:
-        return ann[naming.ANNOTATION_DAG_ID], ann[naming.ANNOTATION_RUN_ID], int(
-            ann.get(naming.LABEL_MAP_INDEX, -1)
+        return (
+            ann[naming.ANNOTATION_DAG_ID],
+            ann[naming.ANNOTATION_RUN_ID],
+            int(ann.get(naming.LABEL_MAP_INDEX, -1)),
         )
     labels = ((job.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
     if "dag_id" in labels and "run_id" in labels:
@@ -158,13 +163,14 @@ def task_logs(logs: Path, dag_id: str, run_id: str, task_id: str, map_index: int
     where = logs / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
     if map_index >= 0:
         where = where / f"map_index={map_index}"
-    starts, worker_s, deferred, in_triggerer = 0, 0.0, False, False
+    starts, worker_s, parse_s, deferred, done = 0, 0.0, 0.0, False, []
     for path in sorted(where.glob("attempt=*.log*")):
         if ".trigger." in path.name:
-            in_triggerer |= IN_TRIGGERER in path.read_text(errors="replace")
+            done += [t for t, msg in _events(path) if msg.startswith(IN_TRIGGERER)]
             continue
         session: list[float] = []
-        for t, msg in [*_events(path), (float("nan"), PRE_EXECUTE)]:  # a sentinel closes the last
+        parsing = math.nan
+        for t, msg in [*_events(path), (math.nan, PRE_EXECUTE)]:  # a sentinel closes the last
             if msg == PRE_EXECUTE:
                 if session:
                     worker_s += session[-1] - session[0]
@@ -173,5 +179,41 @@ def task_logs(logs: Path, dag_id: str, run_id: str, task_id: str, map_index: int
             else:
                 session.append(t)
             deferred |= msg.startswith("Pausing task as DEFERRED")
+            if msg.startswith("Filling up the DagBag"):  # the worker imports the DAG file
+                parsing = t
+            elif msg.startswith("Worker startup parse complete"):
+                parse_s += t - parsing
         starts -= 1  # the sentinel
-    return {"worker_starts": starts, "worker_s": worker_s, "deferred": deferred, "in_triggerer": in_triggerer}
+    return {
+        "worker_starts": starts,
+        "worker_s": worker_s,
+        "parse_s": parse_s,
+        "deferred": deferred,
+        "in_triggerer": bool(done),
+        "triggerer_finished": min(done, default=math.nan),  # when the trigger said it ended the task
+    }
+
+
+class LoadSampler(threading.Thread):
+    """The machine's 1-minute load average every 5 s while the benchmark runs."""
+
+    def __init__(self) -> None:
+        super().__init__(name="load", daemon=True)
+        self.samples: list[float] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(5):
+            self.samples.append(os.getloadavg()[0])
+
+
+def med(recs: list[dict[str, Any]], key: str) -> float:
+    return c.median([v for r in recs if not math.isnan(v := float(r[key]))])
+
+
+def pct(recs: list[dict[str, Any]], key: str, p: float) -> float:
+    return c.percentile([v for r in recs if not math.isnan(v := float(r[key]))], p)
+
+
+def f1(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.1f}"

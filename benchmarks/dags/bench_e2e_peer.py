@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from airflow.sdk import DAG
 
@@ -20,7 +21,12 @@ IMAGE = "busybox:1.36"
 if NAMESPACE:
     from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
 
-    PEER = {"namespace": NAMESPACE, "image": IMAGE, "wait_until_job_complete": True, "deferrable": True}
+    PEER: dict[str, Any] = {
+        "namespace": NAMESPACE,
+        "image": IMAGE,
+        "wait_until_job_complete": True,
+        "deferrable": True,
+    }
     for seconds in LENGTHS:
         with DAG(f"bench_e2e_peer_{seconds}s", schedule=None, catchup=False, doc_md=__doc__):
             KubernetesJobOperator(task_id="job", cmds=["sleep", str(seconds)], **PEER)
