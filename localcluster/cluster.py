@@ -622,8 +622,14 @@ def remove_later(d: Path) -> None:
     except OSError:
         shutil.rmtree(d, ignore_errors=True)
         return
+    delete_in_background(trash)
+
+
+def delete_in_background(path: Path) -> None:
+    """``rm -rf`` ``path`` in a detached process that outlives this one (``localcluster/stale.py``
+    starts it again if a killed run took it down)."""
     subprocess.Popen(
-        ["rm", "-rf", "--one-file-system", str(trash)],
+        ["rm", "-rf", "--one-file-system", str(path)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -34,13 +33,7 @@ def sweep(clusters: Path) -> list[str]:
             lc.remove_later(d)
             cleared.append(d.name)
         elif removing and not procs.exists(int(removing.group(1))) and not _being_removed(d):
-            subprocess.Popen(
-                ["rm", "-rf", "--one-file-system", str(d)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            lc.delete_in_background(d)
             cleared.append(d.name)
     return cleared
 
