@@ -19,8 +19,10 @@ import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +138,7 @@ def start(st: lc.State, name: str, timeout: float = 120) -> float:
     seconds that took: the kubelet once it renewed the node's Lease and the node is Ready,
     containerd once it answers, etcd once healthy and the apiserver ready again."""
     t0 = time.monotonic()
-    before = lease_renewed(st) if name == "kubelet" else ""
+    before = _retrying(lambda: lease_renewed(st), timeout) if name == "kubelet" else ""
     lc.spawn(st, name, st.commands[name], st.envs[name])
     logs = Path(st.dir) / "logs" / f"{name}.log"
     pid = st.pids[name]
@@ -152,10 +154,37 @@ def start(st: lc.State, name: str, timeout: float = 120) -> float:
     return time.monotonic() - t0
 
 
-def ensure(st: lc.State, name: str) -> None:
-    """Start ``name`` if it is not running: a failed test must not leave the node broken."""
-    if not procs.exists(st.pids[name]):
-        start(st, name)
+def _retrying(read: Callable[[], str], timeout: float) -> str:
+    """``read()``, tried again on an error until ``timeout``: one refused or reset API call,
+    under load, must not leave a killed daemon down."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return read()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def ensure(st: lc.State, name: str, attempts: int = 3) -> None:
+    """Start ``name`` if it is not running: a failed test must not leave the node broken (nor a
+    DAG waiting for ever on it). Each failed start is printed, then stopped and tried again."""
+    for attempt in range(1, attempts + 1):
+        if procs.exists(st.pids[name]):
+            return
+        try:
+            start(st, name)
+            return
+        except Exception as e:
+            print(
+                f"localcluster: starting {name} again, try {attempt} of {attempts}: {e}",
+                file=sys.stderr,
+                flush=True,
+            )
+            procs.stop_group(st.pids[name])
+            if attempt == attempts:
+                raise
 
 
 def _controller_manager_healthy(st: lc.State) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from localcluster import cluster as lc
+from tests.watchdog import pytest_runtest_protocol  # noqa: F401  (a hook: ends a hung run)
 
 # Airflow reads its configuration at import: point it at a private home before anything imports it.
 AIRFLOW_HOME = Path(os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="batchjob-airflow-")))

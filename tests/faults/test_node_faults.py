@@ -18,6 +18,7 @@ import json
 import os
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,6 +107,8 @@ class Background:
             fn()
         except BaseException as e:  # reported by join(), in the test's thread
             self.error = e
+            # and now: the DAG may wait on the broken node until the watchdog ends the run
+            traceback.print_exc()
         finally:
             try:
                 for component in components:
