@@ -177,6 +177,15 @@ class AirflowStack:
         with contextlib.suppress(ProcessLookupError):  # children left by a SIGKILLed parent
             os.killpg(proc.pid, signal.SIGKILL)
 
+    def freeze_service(self, name: str) -> None:
+        """SIGSTOP the service's process group: a service that stalls without dying."""
+        os.killpg(self.procs[name].pid, signal.SIGSTOP)
+
+    def thaw_service(self, name: str) -> None:
+        """SIGCONT the service's process group, frozen by ``freeze_service``."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.procs[name].pid, signal.SIGCONT)
+
     def __enter__(self) -> AirflowStack:
         try:
             if self.servers:

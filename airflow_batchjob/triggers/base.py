@@ -83,6 +83,18 @@ async def settle(started: float, seconds: float, log: Any) -> None:
         await asyncio.sleep(left)
 
 
+def _task_state(ti: Any) -> str | None:
+    """The task instance's state now, asked of Airflow through the triggerer's supervisor."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    states = RuntimeTaskInstance.get_task_states(
+        dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+    )
+    key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+    state = states.get(ti.run_id, {}).get(key)
+    return None if state is None else str(getattr(state, "value", state))  # a str or an enum of str
+
+
 class WaitTrigger(SerializedByDefaults):
     """Runs one wait and fires its event once, never sooner than the settle hold allows.
 
@@ -116,6 +128,26 @@ class WaitTrigger(SerializedByDefaults):
         """Whether a triggerer runs this trigger (it gives the trigger its task instance), not
         `dags test` or `tasks test`, which run it in line, in the task's own process."""
         return getattr(self, "task_instance", None) is not None
+
+    async def moved_not_killed(self) -> bool:
+        """Whether an ``on_kill`` came from a triggerer that lost this trigger to another one, not
+        from a user. Airflow 3.3 cancels every trigger a triggerer no longer finds assigned to it
+        as a user action, so one that stalled past ``[triggerer] triggerer_health_check_threshold``
+        kills, when it wakes, the triggers the other triggerer took over; the task is still
+        deferred then, and its Jobs are the other's to watch. Unknown (no triggerer, or its state
+        unreadable): a user's kill, as Airflow says."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return False
+        try:
+            state = await asyncio.to_thread(_task_state, ti)
+        except Exception:
+            self.log.warning("could not read the task's state; on_kill taken as a user's", exc_info=True)
+            return False
+        if state == "deferred":
+            self.log.info("on_kill while the task is still deferred: its trigger moved to another triggerer")
+            return True
+        return False
 
     def hold_seconds(self) -> float:
         """How long after it starts the trigger holds an event a worker resumes on: in line there

@@ -277,7 +277,7 @@ class JobTrigger(WaitTrigger):
 
     async def on_kill(self) -> None:
         """A user killed the task: delete the Job (bounded), so it does not run on unobserved."""
-        if not self.delete_on_kill or not self.job_name:
+        if not self.delete_on_kill or not self.job_name or await self.moved_not_killed():
             return
         with contextlib.suppress(KubernetesCallError):
             await delete_job(

@@ -195,7 +195,7 @@ class JobGroupTrigger(WaitTrigger):
 
     async def on_kill(self) -> None:
         """A user killed the task: delete the group's Jobs and their Pods (one collection delete)."""
-        if not self.delete_on_kill:
+        if not self.delete_on_kill or await self.moved_not_killed():
             return
         await delete_jobs(self.kubernetes_conn_id, self.namespace, self.label_selector)
         self.log.info(

@@ -78,6 +78,15 @@ def _per_triggerer(stack: AirflowStack) -> dict[Any, int]:
     )
 
 
+def _cancelled(stack: AirflowStack, run_id: str) -> int:
+    """Triggers of the run that a triggerer cancelled as a user's kill (each trigger's own log)."""
+    logs = stack.home / "logs" / "dag_id=ha_failover" / f"run_id={run_id}"
+    return sum(
+        "Trigger cancelled by user action" in log.read_text(errors="replace")
+        for log in logs.rglob("*.log.trigger.*.log")
+    )
+
+
 def _until(stack: AirflowStack, dag_id: str, check: Callable[[], T], timeout: float) -> T:
     """Poll ``check`` until it gives a true value; on timeout fail with the DAG's task states and logs."""
     deadline = time.monotonic() + timeout
@@ -124,7 +133,9 @@ def _check_run(
 
 
 @pytest.mark.timeout(1500)
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP], ids=["sigkill", "sigterm", "sigstop"]
+)
 def test_a_triggerer_stops_and_the_other_takes_its_triggers(
     local_cluster: lc.State,
     api_client: Any,
@@ -146,7 +157,12 @@ def test_a_triggerer_stops_and_the_other_takes_its_triggers(
     assert sorted(per_triggerer.values()) == [FIRST, DEFERRED - FIRST], per_triggerer
     # Each triggerer holds one Job watch for the namespace (opened once its first trigger runs).
     _until(stack, "ha_failover", lambda: _job_watches(local_cluster) == 2, 120)
-    stack.signal_service("triggerer-1", sig)
+    # SIGSTOP: a triggerer that stalls (as one did finishing many tasks at once, docs/design.md)
+    # and wakes once the other has taken its triggers over.
+    if sig == signal.SIGSTOP:
+        stack.freeze_service("triggerer-1")
+    else:
+        stack.signal_service("triggerer-1", sig)
     stopped = time.monotonic()
     try:
         # The survivor adopts every trigger: all of them end up on it, none has fired (held).
@@ -159,18 +175,29 @@ def test_a_triggerer_stops_and_the_other_takes_its_triggers(
             assert time.monotonic() < deadline, f"not handed over: {left}\n{stack.diagnose('ha_failover')}"
             time.sleep(1)
         assert _deferred(stack, run_id) == DEFERRED
-        # The survivor's one watch serves all (the dead one's connection is gone with its process).
-        _until(stack, "ha_failover", lambda: _job_watches(local_cluster) == 1, 60)
+        if sig == signal.SIGSTOP:
+            # Woken, it finds none of its triggers assigned to it and cancels every one, which
+            # Airflow 3.3 takes for a user's kill: their on_kill runs (and must delete nothing).
+            stack.thaw_service("triggerer-1")
+            _until(stack, "ha_failover", lambda: _cancelled(stack, run_id) >= FIRST, 180)
+            after = f"woken, the first cancelled its {FIRST} moved triggers as a user's kill"
+        else:
+            # The survivor's one watch serves all (the dead one's connection is gone with it).
+            _until(stack, "ha_failover", lambda: _job_watches(local_cluster) == 1, 60)
+            after = "Job watches 2 -> 1"
         _release(gate, run_id)
         jobs, _ = _check_run(api_client, stack, namespace, run_id)
         fault_report(
             f"{DEFERRED} deferred tasks, triggers {FIRST}/{DEFERRED - FIRST} over 2 triggerers; {sig.name} "
             f"to the first; all {DEFERRED} on the survivor after {handover:.0f} s (threshold 10 s); "
-            f"Job watches 2 -> 1; {jobs} Jobs, each made once by try 1, 0 deleted, 0 tasks retried"
+            f"{after}; {jobs} Jobs, each made once by try 1, 0 deleted, 0 tasks retried"
         )
     finally:
         _release(gate, run_id)
-        stack.start_service("triggerer-1")
+        if sig == signal.SIGSTOP:
+            stack.thaw_service("triggerer-1")
+        else:
+            stack.start_service("triggerer-1")
 
 
 def _service_running(stack: AirflowStack, pid: int) -> str:
