@@ -191,6 +191,7 @@ class BaseBatchJobOperator(BatchViewLinks, ClusterConnection, JobFinishing, Base
         self.max_log_streams = max_log_streams
         self.max_log_lines = max_log_lines
         self._log_positions: dict[str, list[Any]] = {}
+        self._seen_diagnostics: dict[str, Any] | None = None  # the worker's wait's, for the trigger
         pending = _seconds(pending_timeout)
         self.defer_after = float(_seconds(defer_after) or 0.0)
         if self.defer_after < 0:
@@ -320,6 +321,7 @@ class BaseBatchJobOperator(BatchViewLinks, ClusterConnection, JobFinishing, Base
         if briefly and event.get("status") == "timeout":
             self.log.info("not decided after %.0fs in the worker: deferring", self.defer_after)
             self._log_positions = dict(event.pop("log_positions", None) or {})  # the trigger goes on
+            self._seen_diagnostics = event.get("diagnostics")
             return None
         event.pop("log_positions", None)
         return event
@@ -345,6 +347,8 @@ class BaseBatchJobOperator(BatchViewLinks, ClusterConnection, JobFinishing, Base
         """What a deferred wait gets: the worker wait's settings (one source for both), and
         deletion of what it waits on when the user kills the task."""
         options = {k: v for k, v in self.wait_options(deadline).items() if k != "progress"}
+        if self._seen_diagnostics:
+            options["seen_diagnostics"] = self._seen_diagnostics
         return {**options, "delete_on_kill": self.delete_on_kill}
 
     def log_settings(self) -> dict[str, Any] | None:

@@ -53,6 +53,7 @@ class WaitDiagnostics:
         enabled: bool = True,
         grace: float = GRACE_SECONDS,
         pod_scope: Scope | None = None,
+        seen: dict[str, Any] | None = None,
     ) -> None:
         self.conn_id, self.namespace, self.factory, self.queue = conn_id, namespace, factory, queue
         self.progress = progress
@@ -69,9 +70,12 @@ class WaitDiagnostics:
         self._next_look = 0.0
         self._last_key: tuple[str, ...] = ()
         self._last_log = 0.0
-        self.max_active = 0
-        self.requested = 0
-        self.problems: list[str] = []  # distinct problem lines seen, for the XCom summary
+        # What the wait in the worker saw before it handed over (``seen``, its summary) counts too:
+        # a short Job may be over by the time the trigger first looks.
+        seen = seen or {}
+        self.max_active = int(seen.get("max_observed_parallelism") or 0)
+        self.requested = int(seen.get("requested_parallelism") or 0)
+        self.problems: list[str] = list(seen.get("problems") or [])  # distinct lines, for the XCom
         self.logs: PodLogs | None = None  # set by ``watched`` when the wait shows Pod logs
         self.final_status: str | None = None
         self.log_pods: Subscription | None = None
@@ -276,6 +280,7 @@ async def watched(
     keep_deleted: bool = False,
     logs: LogSettings | None = None,
     pod_scope: Scope | None = None,
+    seen: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Subscription, WaitDiagnostics]]:
     """The Jobs in ``scope`` from the shared watch, and their diagnostics, on one wake-up queue.
 
@@ -298,6 +303,7 @@ async def watched(
                 pending_timeout=pending_timeout,
                 enabled=enabled,
                 pod_scope=pod_scope,
+                seen=seen,
             )
         )
         if logs is not None and logs.enabled and pod_scope is not None and progress is not None:

@@ -51,6 +51,7 @@ async def wait_for_job(
     pending_timeout: float | None = None,
     logs: dict[str, Any] | None = None,
     kueue: dict[str, Any] | None = None,
+    seen_diagnostics: dict[str, Any] | None = None,
     client_factory: ClientFactory = async_api_client,
 ) -> dict[str, Any]:
     """Wait on one Job (by name, or by a label selector matching exactly one) and return an event dict.
@@ -90,6 +91,7 @@ async def wait_for_job(
             keep_deleted=True,
             logs=LogSettings.from_dict(logs),
             pod_scope=pod_scope,
+            seen=seen_diagnostics,
         ) as (sub, diag),
         contextlib.AsyncExitStack() as stack,
     ):
@@ -211,6 +213,10 @@ class JobTrigger(WaitTrigger):
         (``triggers/podlogs.py``); default: no logs.
     :param kueue: the Job's Kueue settings (``core/kueue.KueueSettings.to_dict()``): follow its
         Workload (default: none).
+    :param seen_diagnostics: the diagnostics summary of the wait in the worker that deferred
+        (``max_observed_parallelism``, ``requested_parallelism``, ``problems``): the event's
+        summary adds to it, so a Job over before the trigger first looks is not reported as
+        having run no Pods at once.
     :param completion: how to end the task here when the wait decides a success
         (``triggers/completion.completion_spec``); default: the task always resumes on a worker.
     """
@@ -235,9 +241,11 @@ class JobTrigger(WaitTrigger):
         logs: dict[str, Any] | None = None,
         kueue: dict[str, Any] | None = None,
         completion: dict[str, Any] | None = None,
+        seen_diagnostics: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.completion = completion
+        self.seen_diagnostics = seen_diagnostics
         self.kueue = kueue
         self.settle_seconds = settle_seconds
         self.logs = logs
@@ -263,6 +271,7 @@ class JobTrigger(WaitTrigger):
             job_uid=self.job_uid,
             wait=WaitFor.from_dict(self.wait_for),
             kueue=self.kueue,
+            seen_diagnostics=self.seen_diagnostics,
             **self.wait_settings(),
         )
 

@@ -38,6 +38,7 @@ async def wait_for_group(
     diagnose_interval: float = 30.0,
     pending_timeout: float | None = None,
     logs: dict[str, Any] | None = None,
+    seen_diagnostics: dict[str, Any] | None = None,
     client_factory: ClientFactory = async_api_client,
 ) -> dict[str, Any]:
     """Wait until the group meets ``goal``; return ``{"status", "message", "counts"}``.
@@ -62,6 +63,7 @@ async def wait_for_group(
         keep_deleted=True,
         logs=LogSettings.from_dict(logs),
         pod_scope=scope,
+        seen=seen_diagnostics,
     ) as (sub, diag):
 
         def event(status: str, message: str, counts: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +141,10 @@ class JobGroupTrigger(WaitTrigger):
         ``[batchjob] defer_settle_seconds``, 15); 0 turns it off.
     :param logs: what to show of the Pods' logs, as the operators' ``log_settings()`` dict
         (``triggers/podlogs.py``); default: no logs.
+    :param seen_diagnostics: the diagnostics summary of the wait in the worker that deferred
+        (``max_observed_parallelism``, ``requested_parallelism``, ``problems``): the event's
+        summary adds to it, so a Job over before the trigger first looks is not reported as
+        having run no Pods at once.
     :param completion: how to end the task here when the wait decides a success
         (``triggers/completion.completion_spec``); default: the task always resumes on a worker.
     """
@@ -160,9 +166,11 @@ class JobGroupTrigger(WaitTrigger):
         settle_seconds: float | None = None,
         logs: dict[str, Any] | None = None,
         completion: dict[str, Any] | None = None,
+        seen_diagnostics: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.completion = completion
+        self.seen_diagnostics = seen_diagnostics
         self.settle_seconds = settle_seconds
         self.logs = logs
         self.diagnose_interval = diagnose_interval
@@ -183,6 +191,7 @@ class JobGroupTrigger(WaitTrigger):
             label_selector=self.label_selector,
             goal=GroupGoal.from_dict(self.goal),
             max_active=self.max_active,
+            seen_diagnostics=self.seen_diagnostics,
             **self.wait_settings(),
         )
 
