@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from localcluster import certs
+from localcluster import certs, launch
 
 if TYPE_CHECKING:
-    from localcluster.cluster import State
+    from localcluster.state import State
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 PORTS = ("redis", "redis_tls", "rabbitmq", "rabbitmq_tls", "rabbitmq_dist", "epmd")
@@ -60,9 +60,7 @@ def make_tls(st: State) -> None:
 
 
 def _spawn(st: State, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
-    from localcluster.cluster import spawn  # cluster.py imports this module
-
-    spawn(st, name, cmd, env)
+    launch.spawn(st, name, cmd, env)
 
 
 def start_redis(st: State) -> None:

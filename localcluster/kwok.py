@@ -28,13 +28,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from localcluster import cluster as lc
 from localcluster import procs
+from localcluster.controlplane import alive
+from localcluster.launch import wait_for
+from localcluster.state import BIN, State, default_dir
 
 LABEL = "batchjob.local/kwok"  # on kwok's Nodes (kwok manages exactly these) and in the taint
 NODE_PREFIX = "kwok-node-"
 DELAY_ANNOTATION = "pod-complete.stage.kwok.x-k8s.io/delay"  # per-Pod run time, a Go duration
-STAGES_FILE = lc.BIN.parent / "kwok-stages.yaml"  # the default stages build.sh took from the module
+STAGES_FILE = BIN.parent / "kwok-stages.yaml"  # the default stages build.sh took from the module
 POD_CIDR = "10.244.0.1/16"  # kwok hands out Pod IPs from here (its default /24 has 254 addresses)
 
 
@@ -80,7 +82,7 @@ def stages(pod_seconds: float, source: Path = STAGES_FILE) -> str:
     return "\n---\n".join([config, *out]) + "\n"
 
 
-def _request(st: lc.State, method: str, path: str, body: Any = None) -> Any:
+def _request(st: State, method: str, path: str, body: Any = None) -> Any:
     ctx = ssl.create_default_context(cafile=str(Path(st.dir) / "pki" / "ca.crt"))
     req = urllib.request.Request(
         f"https://127.0.0.1:{st.ports['apiserver']}{path}",
@@ -109,7 +111,7 @@ def node_body(name: str) -> dict[str, Any]:
     }
 
 
-def kwok_nodes(st: lc.State) -> list[dict[str, Any]]:
+def kwok_nodes(st: State) -> list[dict[str, Any]]:
     return list(_request(st, "GET", f"/api/v1/nodes?labelSelector={LABEL}%3Dtrue")["items"])
 
 
@@ -118,13 +120,13 @@ def _ready(node: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
-def up(d: Path, nodes: int = 1, pod_seconds: float = 1.0) -> lc.State:
+def up(d: Path, nodes: int = 1, pod_seconds: float = 1.0) -> State:
     """Start kwok against the running cluster in ``d`` (or keep the running one) with ``nodes`` Nodes."""
-    st = lc.State.load(d)
-    if st is None or not lc.alive(st):
+    st = State.load(d)
+    if st is None or not alive(st):
         raise SystemExit(f"localcluster.kwok: no running cluster in {d}: python -m localcluster up --dir {d}")
-    if not (lc.BIN / "kwok").exists() or not STAGES_FILE.exists():
-        raise SystemExit(f"localcluster.kwok: kwok missing in {lc.BIN}; run localcluster/build.sh first")
+    if not (BIN / "kwok").exists() or not STAGES_FILE.exists():
+        raise SystemExit(f"localcluster.kwok: kwok missing in {BIN}; run localcluster/build.sh first")
     kdir = Path(st.dir) / "kwok"
     pid = running_pid(st)
     if pid is None:
@@ -152,7 +154,7 @@ def up(d: Path, nodes: int = 1, pod_seconds: float = 1.0) -> lc.State:
         logs.mkdir(exist_ok=True)
         with open(logs / "kwok.log", "ab") as out:
             proc = subprocess.Popen(
-                ["sh", "-c", watchdog, str(lc.BIN / "kwok"), *args],
+                ["sh", "-c", watchdog, str(BIN / "kwok"), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -168,7 +170,7 @@ def up(d: Path, nodes: int = 1, pod_seconds: float = 1.0) -> lc.State:
             with contextlib.suppress(urllib.error.HTTPError):  # 409: created meanwhile
                 _request(st, "POST", "/api/v1/nodes", node_body(name))
     wanted = {f"{NODE_PREFIX}{i}" for i in range(nodes)}
-    lc.wait_for(
+    wait_for(
         f"{nodes} kwok nodes Ready",
         lambda: wanted <= {n["metadata"]["name"] for n in kwok_nodes(st) if _ready(n)},
         60,
@@ -178,14 +180,14 @@ def up(d: Path, nodes: int = 1, pod_seconds: float = 1.0) -> lc.State:
     return st
 
 
-def running_pid(st: lc.State) -> int | None:
+def running_pid(st: State) -> int | None:
     """kwok's process group (the watchdog shell) if it runs, from ``<dir>/kwok/pid``."""
     return procs.recorded_pid(Path(st.dir) / "kwok" / "pid")
 
 
 def down(d: Path) -> None:
     """Stop kwok and delete its Nodes (their Pods are then deleted by the garbage collector)."""
-    st = lc.State.load(d)
+    st = State.load(d)
     if st is None:
         return
     pid = running_pid(st)
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         help="how long a Pod on a kwok Node runs before it succeeds (default 1.0; applies when kwok starts)",
     )
     a = p.parse_args(argv)
-    d = (a.dir or lc.default_dir()).resolve()
+    d = (a.dir or default_dir()).resolve()
     if a.command == "up":
         t0 = time.monotonic()
         up(d, a.nodes, a.pod_seconds)

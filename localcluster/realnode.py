@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from localcluster import images, registry
 
 if TYPE_CHECKING:
-    from localcluster.cluster import State
+    from localcluster.state import State
 
 CONTAINERD_VERSION = "v2.4.2"
 CNI_VERSION = "v1.10.0"
@@ -169,7 +169,7 @@ def bridge() -> None:
 
 
 def start(st: State, spawn: object, cache: Path, kubelet: Path, node_name: str) -> None:
-    """Start containerd, import the local images, start the kubelet (``spawn`` is cluster.spawn)."""
+    """Start containerd, import the local images, start the kubelet (``spawn`` is launch.spawn)."""
     from collections.abc import Callable
 
     assert callable(spawn)
@@ -182,7 +182,8 @@ def start(st: State, spawn: object, cache: Path, kubelet: Path, node_name: str) 
     # Every registry resolves to ours on loopback (localcluster/registry.py), serving the images
     # built here: pulls are real pulls, an image not built here is a real ErrImagePull, and no
     # pull leaves this machine (not even its DNS lookup).
-    from localcluster.cluster import ROOT, free_port
+    from localcluster.launch import free_port
+    from localcluster.state import ROOT
 
     archives = images.build_all(cache, base / "bin")
     store = cache / "images" / "store"
