@@ -83,6 +83,9 @@ async def settle(started: float, seconds: float, log: Any) -> None:
         await asyncio.sleep(left)
 
 
+STATE_READ_SECONDS = 10.0  # on_kill asks Airflow for the task's state at most this long
+
+
 def _task_state(ti: Any) -> str | None:
     """The task instance's state now, asked of Airflow through the triggerer's supervisor."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
@@ -129,6 +132,24 @@ class WaitTrigger(SerializedByDefaults):
         `dags test` or `tasks test`, which run it in line, in the task's own process."""
         return getattr(self, "task_instance", None) is not None
 
+    async def on_kill(self) -> None:
+        """Run ``_kill`` to its end. Airflow's triggerer re-sends its cancel to a cancelled trigger
+        at every sync with its supervisor until the trigger has finished, on_kill included, so an
+        on_kill that waits (the task's state, a delete) is cancelled again within about a second
+        and would stop half-way, leaving the user's Job running (CI run ci12). The clean-up is
+        bounded (``STATE_READ_SECONDS`` + ``hooks/asyncjobs.KILL_TIMEOUT_SECONDS``)."""
+        work = asyncio.ensure_future(self._kill())
+        while True:
+            try:
+                await asyncio.shield(work)
+                return
+            except asyncio.CancelledError:
+                if work.done():
+                    return
+
+    async def _kill(self) -> None:
+        """What a user's kill of the deferred task cleans up (default: nothing)."""
+
     async def moved_not_killed(self) -> bool:
         """Whether an ``on_kill`` came from a triggerer that lost this trigger to another one, not
         from a user. Airflow 3.3 cancels every trigger a triggerer no longer finds assigned to it
@@ -140,7 +161,7 @@ class WaitTrigger(SerializedByDefaults):
         if ti is None:
             return False
         try:
-            state = await asyncio.to_thread(_task_state, ti)
+            state = await asyncio.wait_for(asyncio.to_thread(_task_state, ti), STATE_READ_SECONDS)
         except Exception:
             self.log.warning("could not read the task's state; on_kill taken as a user's", exc_info=True)
             return False

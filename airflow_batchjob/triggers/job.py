@@ -284,7 +284,7 @@ class JobTrigger(WaitTrigger):
     def _identity(self) -> dict[str, Any]:
         return {"namespace": self.namespace, "job_name": self.job_name, "job_uid": self.job_uid}
 
-    async def on_kill(self) -> None:
+    async def _kill(self) -> None:
         """A user killed the task: delete the Job (bounded), so it does not run on unobserved."""
         if not self.delete_on_kill or not self.job_name or await self.moved_not_killed():
             return

@@ -202,7 +202,7 @@ class JobGroupTrigger(WaitTrigger):
     def _identity(self) -> dict[str, Any]:
         return {"namespace": self.namespace, "label_selector": self.label_selector}
 
-    async def on_kill(self) -> None:
+    async def _kill(self) -> None:
         """A user killed the task: delete the group's Jobs and their Pods (one collection delete)."""
         if not self.delete_on_kill or await self.moved_not_killed():
             return
