@@ -38,6 +38,7 @@ import _common as c
 from _airflow import Airflow
 
 from localcluster import kwok
+from localcluster.state import KWOK_VERSION
 
 TARGET_PEER = 20.0  # ours at least 20x faster than the mapped peer
 TARGET_BARE = 1.5  # ours within 1.5x of the bare script
@@ -206,7 +207,7 @@ def main() -> int:
     from kubernetes import client
 
     k8s = json.loads(c.api_get(st, "/version"))["gitVersion"]
-    print(f"kube-apiserver {k8s}, kwok {kwok.lc.KWOK_VERSION}; Airflow parallelism {a.parallelism}\n")
+    print(f"kube-apiserver {k8s}, kwok {KWOK_VERSION}; Airflow parallelism {a.parallelism}\n")
     core = client.CoreV1Api(c.sync_api(st))
     namespaces: list[str] = []
     results: dict[str, Any] = {}
@@ -355,7 +356,7 @@ def main() -> int:
         {
             "machine": c.machine(),
             "kubernetes": k8s,
-            "kwok": kwok.lc.KWOK_VERSION,
+            "kwok": KWOK_VERSION,
             "args": vars(a),
             "airflow_settings": settings,
             "results": results,

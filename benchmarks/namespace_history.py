@@ -38,6 +38,7 @@ import _common as c
 import _history as hist
 
 from localcluster import kwok
+from localcluster.state import KWOK_VERSION
 
 GOAL_MB, GOAL_S = 10.0, 1.0  # one wait in the largest namespace against the empty one
 # -- the child: one triggerer-like process ----------------------------------------------------
@@ -258,7 +259,7 @@ def main() -> int:
     c.header("What a wait costs in a namespace full of finished Jobs")
     kwok.up(ARGS.dir.resolve(), 2)
     k8s = json.loads(c.api_get(ST, "/version"))["gitVersion"]
-    print(f"kube-apiserver {k8s}, kwok {kwok.lc.KWOK_VERSION}\n")
+    print(f"kube-apiserver {k8s}, kwok {KWOK_VERSION}\n")
     histories = [int(h) for h in ARGS.history.split(",")]
     setup = {n: hist.populate(ST, n, ARGS.pods_max) for n in histories}
     for h, info in setup.items():

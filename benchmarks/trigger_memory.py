@@ -40,6 +40,7 @@ from typing import Any
 import _common as c
 
 from localcluster import kwok
+from localcluster.state import KWOK_VERSION
 
 TARGET_RSS_MB = 150.0
 MAX_CONNECTIONS = 3
@@ -209,7 +210,7 @@ def main() -> int:
     c.header(f"Waiting on {a.jobs} Jobs at once in one process: RSS and connections to the apiserver")
     kwok.up(a.dir.resolve(), a.kwok_nodes)
     k8s = json.loads(c.api_get(st, "/version"))["gitVersion"]
-    print(f"kube-apiserver {k8s}, kwok {kwok.lc.KWOK_VERSION}; Pods on kwok run {a.hold:g}s\n")
+    print(f"kube-apiserver {k8s}, kwok {KWOK_VERSION}; Pods on kwok run {a.hold:g}s\n")
     results: dict[str, Any] = {}
     for contender in a.only.split(","):
         print(f"  {contender}: {a.jobs} triggers ... (load {os.getloadavg()[0]:.2f})", file=sys.stderr)
